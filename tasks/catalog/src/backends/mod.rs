@@ -1,0 +1,3 @@
+//! Catalog backends behind [`bitacora_core::catalog::Catalog`].
+
+pub mod local;

@@ -1,0 +1,99 @@
+//! The command-line contract shared by every binary: `--config`, human output on stderr, exactly
+//! one JSON object on stdout, exit codes 0 (success), 1 (failure), 2 (bad usage or configuration).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// Options every step binary accepts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Configuration file (default: $BITACORA_CONFIG, else ./bitacora.toml, else embedded defaults).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub config: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    pub fn load_config(&self) -> Result<Config> {
+        Config::load(self.config.as_deref())
+    }
+}
+
+/// Parses the command line; on bad usage prints the reason and a JSON error, and exits with 2.
+pub fn parse_args<A: Parser>(tool: &str) -> std::result::Result<A, ExitCode> {
+    match A::try_parse() {
+        Ok(a) => Ok(a),
+        Err(e) => {
+            use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+                let _ = e.print();
+                return Err(ExitCode::SUCCESS);
+            }
+            let text = e.render().to_string();
+            let reason = text
+                .lines()
+                .find(|l| l.starts_with("error:"))
+                .unwrap_or("error: bad usage")
+                .trim_start_matches("error:")
+                .trim()
+                .to_string();
+            let _ = e.print();
+            Err(fail(tool, &Error::Usage(reason)))
+        }
+    }
+}
+
+/// Sets up logging on stderr (`BITACORA_LOG` sets the filter, default `info`).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BITACORA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints the report of a finished step and returns the exit code of the contract.
+pub fn finish<T: Serialize>(tool: &str, result: Result<T>) -> ExitCode {
+    match result {
+        Ok(report) => match serde_json::to_string(&report) {
+            Ok(json) => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(tool, &Error::external("encode report", e)),
+        },
+        Err(e) => fail(tool, &e),
+    }
+}
+
+/// Reports an error: one line on stderr, one JSON object on stdout; returns exit code 1 or 2.
+pub fn fail(tool: &str, e: &Error) -> ExitCode {
+    let message = one_line(&e.to_string());
+    eprintln!("{tool}: error: {message}");
+    let json = serde_json::json!({
+        "tool": tool,
+        "status": "error",
+        "error_kind": e.kind(),
+        "error": message,
+    });
+    println!("{json}");
+    ExitCode::from(e.exit_code())
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// clap value parser for `--date`, `--from`, `--to`.
+pub fn parse_day(s: &str) -> std::result::Result<crate::Day, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}

@@ -1,0 +1,269 @@
+//! The data lake: an [`ObjectStore`] under a root URL, and the layout of the zones in it.
+//!
+//! ```text
+//! <root>/raw/dt=D/run=R/part-00000.jsonl.zst.enc      raw zone (encrypted NDJSON), one folder per run
+//! <root>/events/dt=D/run=R/part-00000.parquet         curated zone
+//! <root>/quarantine/dt=D/run=R/part-00000.parquet
+//! <root>/_manifests/{extract,transform}/dt=D.json     the published run of each step and day
+//! <root>/_catalog/...                                 the local catalog
+//! ```
+//!
+//! A run writes into its own `run=R` folder and is published by writing the manifest last, so
+//! readers see the previous run or the new one, never a mix. Folders of older runs are removed after
+//! a publication (the run being replaced is kept until the next one, so that a catalog still
+//! pointing at it stays readable).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use url::Url;
+
+use crate::config::LakeConfig;
+use crate::date::Day;
+use crate::error::{Error, Result};
+use crate::runtime::block_on;
+
+/// An object of the lake, relative to its root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub path: String,
+    pub size: u64,
+}
+
+/// The lake: an object store and the root it is mounted at.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Url,
+}
+
+impl Lake {
+    /// Opens the lake of `[lake] root`, creating a local root folder when needed.
+    pub fn open(cfg: &LakeConfig) -> Result<Lake> {
+        let root = cfg.root.trim();
+        let url = if root.contains("://") {
+            Url::parse(root)
+                .map_err(|e| Error::config("lake.root", format!("{root:?} is not a URL: {e}")))?
+        } else {
+            let abs = std::path::absolute(root).map_err(|e| Error::io("resolve", root, e))?;
+            Url::from_directory_path(&abs)
+                .map_err(|_| Error::config("lake.root", format!("{root:?} is not a usable path")))?
+        };
+        match url.scheme() {
+            "file" => {
+                let dir = url.to_file_path().map_err(|_| {
+                    Error::config("lake.root", format!("{root:?}: file URLs must be absolute"))
+                })?;
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create lake folder", &dir, e))?;
+                let store = LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| Error::Storage {
+                        action: "open",
+                        location: dir.display().to_string(),
+                        source: e,
+                    })?
+                    .with_automatic_cleanup(true);
+                let mut root = Url::from_directory_path(&dir)
+                    .map_err(|_| Error::config("lake.root", format!("{root:?} is not usable")))?;
+                if !root.path().ends_with('/') {
+                    root.set_path(&format!("{}/", root.path()));
+                }
+                Ok(Lake {
+                    store: Arc::new(store),
+                    root,
+                })
+            }
+            "s3" | "gs" => Err(Error::config(
+                "lake.root",
+                format!("{}:// lakes are not available in this build yet; use a local path or file://", url.scheme()),
+            )),
+            other => Err(Error::config(
+                "lake.root",
+                format!("unsupported scheme {other}:// (expected file://, s3:// or gs://)"),
+            )),
+        }
+    }
+
+    /// The root URL, ending with `/`.
+    pub fn root(&self) -> &Url {
+        &self.root
+    }
+
+    /// The absolute URL of a path of the lake (for query engines).
+    pub fn url_of(&self, rel: &str) -> String {
+        format!("{}{}", self.root, rel.trim_start_matches('/'))
+    }
+
+    /// The local folder of a `file://` lake.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        self.root.to_file_path().ok()
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        self.store.clone()
+    }
+
+    /// Writes an object atomically (readers see the old object or the new one).
+    pub fn put(&self, rel: &str, bytes: impl Into<Bytes>) -> Result<()> {
+        let path = ObjPath::from(rel);
+        let payload = PutPayload::from(bytes.into());
+        block_on(self.store.put(&path, payload))
+            .map(|_| ())
+            .map_err(|e| Error::Storage {
+                action: "write",
+                location: self.url_of(rel),
+                source: e,
+            })
+    }
+
+    pub fn get(&self, rel: &str) -> Result<Bytes> {
+        let path = ObjPath::from(rel);
+        block_on(async { self.store.get(&path).await?.bytes().await }).map_err(|e| Error::Storage {
+            action: "read",
+            location: self.url_of(rel),
+            source: e,
+        })
+    }
+
+    /// Reads an object, `None` when it does not exist.
+    pub fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
+        match self.get(rel) {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Storage {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every object under a prefix (recursively), sorted by path.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let p = ObjPath::from(prefix);
+        let mut out: Vec<ObjectInfo> = block_on(
+            self.store
+                .list(Some(&p))
+                .map_ok(|m| ObjectInfo {
+                    path: m.location.to_string(),
+                    size: m.size,
+                })
+                .try_collect(),
+        )
+        .map_err(|e| Error::Storage {
+            action: "list",
+            location: self.url_of(prefix),
+            source: e,
+        })?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The immediate sub-folders of a folder (names only).
+    pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = ObjPath::from(prefix);
+        let res = block_on(self.store.list_with_delimiter(Some(&p))).map_err(|e| Error::Storage {
+            action: "list",
+            location: self.url_of(prefix),
+            source: e,
+        })?;
+        let mut dirs: Vec<String> = res
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let path = ObjPath::from(rel);
+        match block_on(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::Storage {
+                action: "delete",
+                location: self.url_of(rel),
+                source: e,
+            }),
+        }
+    }
+
+    /// Deletes every object under a folder.
+    pub fn delete_prefix(&self, prefix: &str) -> Result<usize> {
+        let objects = self.list(prefix)?;
+        for o in &objects {
+            self.delete(&o.path)?;
+        }
+        if let Some(dir) = self.local_dir() {
+            // Local stores leave empty folders behind.
+            let _ = std::fs::remove_dir_all(dir.join(prefix));
+        }
+        Ok(objects.len())
+    }
+}
+
+/// Paths of the lake layout.
+pub mod layout {
+    use super::*;
+
+    pub const RAW: &str = "raw";
+
+    /// The folder of a table's partition: `events/dt=2026-11-01`.
+    pub fn partition_dir(table: &str, day: Day) -> String {
+        format!("{table}/dt={day}")
+    }
+
+    /// The folder of one run of a partition: `events/dt=2026-11-01/run=R`.
+    pub fn run_dir(table: &str, day: Day, run_id: &str) -> String {
+        format!("{table}/dt={day}/run={run_id}")
+    }
+
+    /// The manifest a step publishes for a day.
+    pub fn manifest(step: &str, day: Day) -> String {
+        format!("_manifests/{step}/dt={day}.json")
+    }
+
+    /// A new run id: sortable UTC time and a random suffix.
+    pub fn new_run_id() -> String {
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
+            hex::encode(r)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_lake_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&LakeConfig {
+            root: dir.path().join("lake").to_string_lossy().into_owned(),
+        })
+        .unwrap();
+        assert!(lake.root().as_str().starts_with("file:///"));
+        assert!(lake.root().as_str().ends_with("/lake/"));
+        lake.put("a/dt=1/run=x/f1", Bytes::from_static(b"one")).unwrap();
+        lake.put("a/dt=1/run=y/f2", Bytes::from_static(b"two")).unwrap();
+        assert_eq!(lake.get("a/dt=1/run=x/f1").unwrap(), Bytes::from_static(b"one"));
+        assert_eq!(lake.get_opt("nope").unwrap(), None);
+        assert_eq!(lake.list("a").unwrap().len(), 2);
+        assert_eq!(lake.list_dirs("a/dt=1").unwrap(), vec!["run=x", "run=y"]);
+        lake.delete_prefix("a/dt=1/run=x").unwrap();
+        assert_eq!(lake.list_dirs("a/dt=1").unwrap(), vec!["run=y"]);
+    }
+
+    #[test]
+    fn unsupported_roots_are_config_errors() {
+        let e = Lake::open(&LakeConfig { root: "ftp://x/y".into() }).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("lake.root"));
+    }
+}

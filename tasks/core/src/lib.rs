@@ -1,0 +1,32 @@
+//! Bitácora core: everything the pipeline steps share.
+//!
+//! * [`config`]: the TOML configuration contract with environment overrides.
+//! * [`error`]: the error type every library crate returns, and its exit-code mapping.
+//! * [`model`] and [`normalize`]: the CloudWatch-shaped envelope, the app message and the one
+//!   normalisation that both the batch transform and the streaming service use.
+//! * [`schema`]: the curated tables (`events`, `quarantine`) as Arrow schemas and Hive/Glue types.
+//! * [`lake`]: the object-store backed data lake and its layout; [`manifest`]: atomic publication.
+//! * [`crypto`]: client-side envelope encryption of raw objects (AES-256-GCM, chunked).
+//! * [`source`] and [`catalog`]: backend traits, implemented by the step crates.
+//! * [`cli`]: the command-line contract shared by every binary (one JSON report, exit codes 0/1/2).
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod date;
+pub mod error;
+pub mod lake;
+pub mod manifest;
+pub mod model;
+pub mod normalize;
+pub mod progress;
+pub mod query;
+pub mod raw;
+pub mod runtime;
+pub mod schema;
+pub mod source;
+
+pub use config::Config;
+pub use date::Day;
+pub use error::{Error, Result};

@@ -1,0 +1,448 @@
+//! The one normalisation of Bitácora: a CloudWatch-shaped envelope (or its JSON line) becomes a
+//! curated [`Event`] or a [`Rejected`] record with its reason.
+//!
+//! The batch transform calls it for every raw record and the streaming service for every record it
+//! receives; both therefore agree on columns, types and quarantine reasons. It never panics on input.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::model::{Envelope, Event, Reason, Rejected};
+
+/// Outcome of normalising one record.
+pub type Normalized<'a> = std::result::Result<Event<'a>, Rejected<'a>>;
+
+/// Normalises records of one log group.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    log_group: String,
+    max_record_bytes: usize,
+}
+
+impl Normalizer {
+    pub fn new(log_group: impl Into<String>, max_record_bytes: usize) -> Self {
+        Normalizer {
+            log_group: log_group.into(),
+            max_record_bytes,
+        }
+    }
+
+    /// The log group written into every row.
+    pub fn log_group(&self) -> &str {
+        &self.log_group
+    }
+
+    /// Normalises one envelope line (a CloudWatch event as JSON). `scratch` holds the unescaped
+    /// message so that the event's fields can borrow from it.
+    pub fn normalize_line<'a>(&'a self, line: &'a str, scratch: &'a mut String) -> Normalized<'a> {
+        if line.len() > self.max_record_bytes {
+            return Err(self.oversize(line, None));
+        }
+        let envelope: Envelope<'a> = match serde_json::from_str(line) {
+            Ok(e) => e,
+            Err(e) => {
+                return Err(Rejected {
+                    reason: Reason::BrokenEnvelope,
+                    detail: one_line(&e.to_string()),
+                    log_stream: None,
+                    source_event_id: None,
+                    source_timestamp: None,
+                    raw: Cow::Borrowed(line),
+                });
+            }
+        };
+        let Envelope {
+            timestamp,
+            ingestion_time,
+            message,
+            log_stream_name,
+            event_id,
+        } = envelope;
+        let message: &'a str = match message {
+            Cow::Borrowed(m) => m,
+            Cow::Owned(m) => {
+                *scratch = m;
+                let scratch: &'a String = scratch;
+                scratch.as_str()
+            }
+        };
+        self.normalize_parts(
+            timestamp,
+            ingestion_time,
+            message,
+            log_stream_name,
+            event_id,
+            Cow::Borrowed(line),
+        )
+    }
+
+    /// Normalises an already decoded envelope (the streaming path).
+    pub fn normalize_envelope<'a>(&'a self, envelope: &'a Envelope<'a>, raw: &'a str) -> Normalized<'a> {
+        if raw.len() > self.max_record_bytes {
+            return Err(self.oversize(raw, Some(envelope)));
+        }
+        self.normalize_parts(
+            envelope.timestamp,
+            envelope.ingestion_time,
+            &envelope.message,
+            Cow::Borrowed(&envelope.log_stream_name),
+            Cow::Borrowed(&envelope.event_id),
+            Cow::Borrowed(raw),
+        )
+    }
+
+    fn oversize<'a>(&self, raw: &'a str, envelope: Option<&'a Envelope<'a>>) -> Rejected<'a> {
+        let mut cut = self.max_record_bytes.min(raw.len());
+        while !raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        Rejected {
+            reason: Reason::Oversize,
+            detail: format!(
+                "record is {} bytes, more than transform.max_record_bytes = {}; raw truncated",
+                raw.len(),
+                self.max_record_bytes
+            ),
+            log_stream: envelope.map(|e| Cow::Borrowed(e.log_stream_name.as_ref())),
+            source_event_id: envelope.map(|e| Cow::Borrowed(e.event_id.as_ref())),
+            source_timestamp: envelope.map(|e| e.timestamp.saturating_mul(1000)),
+            raw: Cow::Borrowed(&raw[..cut]),
+        }
+    }
+
+    fn normalize_parts<'a>(
+        &'a self,
+        timestamp: i64,
+        ingestion_time: Option<i64>,
+        message: &'a str,
+        log_stream: Cow<'a, str>,
+        cw_event_id: Cow<'a, str>,
+        raw: Cow<'a, str>,
+    ) -> Normalized<'a> {
+        let reject = |reason: Reason, detail: String, log_stream: Cow<'a, str>, id: Cow<'a, str>, raw| Rejected {
+            reason,
+            detail,
+            log_stream: Some(log_stream),
+            source_event_id: Some(id),
+            source_timestamp: Some(timestamp.saturating_mul(1000)),
+            raw,
+        };
+        let mut event = Event {
+            event_id: cw_event_id.clone(),
+            event_time: timestamp.saturating_mul(1000),
+            ingest_time: ingestion_time.map(|t| t.saturating_mul(1000)),
+            log_group: Cow::Borrowed(self.log_group.as_str()),
+            log_stream,
+            source_timestamp: timestamp,
+            source_event_id: cw_event_id,
+            ..Event::default()
+        };
+        let trimmed = message.trim_start();
+        if !trimmed.starts_with('{') {
+            event.event_type = Some(Cow::Borrowed("text"));
+            event.message = Some(Cow::Borrowed(message));
+            return Ok(event);
+        }
+        let fields: MessageFields<'a> = match serde_json::from_str(trimmed) {
+            Ok(f) => f,
+            Err(e) => {
+                return Err(reject(
+                    Reason::MalformedJson,
+                    format!("message is not a JSON object: {}", one_line(&e.to_string())),
+                    event.log_stream,
+                    event.source_event_id,
+                    raw,
+                ));
+            }
+        };
+        match apply_fields(&mut event, &fields) {
+            Ok(()) => Ok(event),
+            Err((reason, detail)) => Err(reject(
+                reason,
+                detail,
+                event.log_stream,
+                event.source_event_id,
+                raw,
+            )),
+        }
+    }
+}
+
+/// Core fields of an app message, kept raw until typed one by one (so a wrong type names its field).
+#[derive(Default)]
+struct MessageFields<'a> {
+    known: [Option<&'a RawValue>; FIELD_COUNT],
+    unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+const FIELDS: [&str; 15] = [
+    "event_id",
+    "ts",
+    "level",
+    "event_type",
+    "user_id",
+    "session_id",
+    "app_version",
+    "platform",
+    "os_version",
+    "device_model",
+    "country",
+    "latency_ms",
+    "status_code",
+    "error_code",
+    "props",
+];
+const FIELD_COUNT: usize = FIELDS.len();
+
+impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MessageFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = MessageFields::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    match FIELDS.iter().position(|f| *f == key) {
+                        Some(i) => out.known[i] = Some(value),
+                        None => out.unknown.push((key, value)),
+                    }
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+type FieldError = (Reason, String);
+
+fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> FieldError {
+    let mut shown = raw.get().to_string();
+    if shown.len() > 60 {
+        let mut cut = 57;
+        while !shown.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        shown.truncate(cut);
+        shown.push_str("...");
+    }
+    (
+        Reason::WrongType,
+        format!("field {field}: expected {expected}, got {shown}"),
+    )
+}
+
+fn str_field<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    if text.len() >= 2 && text.starts_with('"') {
+        let inner = &text[1..text.len() - 1];
+        if !inner.contains('\\') {
+            return Ok(Some(Cow::Borrowed(inner)));
+        }
+        return serde_json::from_str::<String>(text)
+            .map(|s| Some(Cow::Owned(s)))
+            .map_err(|_| wrong_type(field, "a string", raw));
+    }
+    Err(wrong_type(field, "a string", raw))
+}
+
+fn int_field(field: &str, raw: Option<&RawValue>) -> Result<Option<i64>, FieldError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let text = raw.get();
+    if text == "null" {
+        return Ok(None);
+    }
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| wrong_type(field, "an integer", raw))
+}
+
+fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), FieldError> {
+    let k = &m.known;
+    if let Some(id) = str_field("event_id", k[0])?
+        && !id.is_empty()
+    {
+        event.event_id = id;
+    }
+    if let Some(raw) = k[1] {
+        let ts = str_field("ts", Some(raw)).map_err(|_| {
+            (
+                Reason::UnparsableTs,
+                format!("field ts: expected an RFC 3339 string, got {}", raw.get()),
+            )
+        })?;
+        if let Some(ts) = ts {
+            let parsed = chrono::DateTime::parse_from_rfc3339(&ts).map_err(|e| {
+                (
+                    Reason::UnparsableTs,
+                    format!("field ts: {ts:?} is not an RFC 3339 timestamp ({e})"),
+                )
+            })?;
+            event.event_time = parsed.timestamp_micros();
+        }
+    }
+    event.level = str_field("level", k[2])?;
+    event.event_type = str_field("event_type", k[3])?;
+    event.user_id = str_field("user_id", k[4])?;
+    event.session_id = str_field("session_id", k[5])?;
+    event.app_version = str_field("app_version", k[6])?;
+    event.platform = str_field("platform", k[7])?;
+    event.os_version = str_field("os_version", k[8])?;
+    event.device_model = str_field("device_model", k[9])?;
+    event.country = str_field("country", k[10])?;
+    event.latency_ms = int_field("latency_ms", k[11])?;
+    event.status_code = match int_field("status_code", k[12])? {
+        None => None,
+        Some(v) => Some(i32::try_from(v).map_err(|_| {
+            (
+                Reason::WrongType,
+                format!("field status_code: {v} does not fit a 32-bit integer"),
+            )
+        })?),
+    };
+    event.error_code = str_field("error_code", k[13])?;
+    event.properties = properties(k[14], &m.unknown)?;
+    Ok(())
+}
+
+/// `props` plus unknown keys, as a canonical JSON object (sorted keys; `props` wins on a clash).
+fn properties(props: Option<&RawValue>, unknown: &[(Cow<'_, str>, &RawValue)]) -> Result<Option<String>, FieldError> {
+    let mut map = match props {
+        None => serde_json::Map::new(),
+        Some(raw) if raw.get() == "null" => serde_json::Map::new(),
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => return Err(wrong_type("props", "an object", raw)),
+        },
+    };
+    if map.is_empty() && unknown.is_empty() && props.is_none() {
+        return Ok(None);
+    }
+    for (key, raw) in unknown {
+        if !map.contains_key(key.as_ref())
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(raw.get())
+        {
+            map.insert(key.to_string(), v);
+        }
+    }
+    Ok(Some(serde_json::Value::Object(map).to_string()))
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &str) -> String {
+        serde_json::json!({
+            "timestamp": 1_761_998_400_000i64,
+            "ingestionTime": 1_761_998_400_500i64,
+            "message": message,
+            "logStreamName": "ios/fleet-1",
+            "eventId": "3741",
+        })
+        .to_string()
+    }
+
+    fn norm(l: &str) -> Result<Event<'static>, Rejected<'static>> {
+        let n = Box::leak(Box::new(Normalizer::new("/mobile/app", 4096)));
+        let l: &'static str = Box::leak(l.to_string().into_boxed_str());
+        let scratch: &'static mut String = Box::leak(Box::default());
+        n.normalize_line(l, scratch)
+    }
+
+    #[test]
+    fn json_message_becomes_typed_event() {
+        let msg = r#"{"event_id":"e-1","ts":"2026-11-01T12:00:00.250+01:00","level":"INFO","event_type":"api_call","user_id":"u1","session_id":"s1","app_version":"3.2.0","platform":"ios","os_version":"17.1","device_model":"iPhone15,2","country":"MX","latency_ms":120,"status_code":200,"error_code":null,"props":{"screen":"home","a":1},"experiment":"blue"}"#;
+        let e = norm(&line(msg)).unwrap();
+        assert_eq!(e.event_id, "e-1");
+        assert_eq!(e.event_time, 1_793_530_800_250_000);
+        assert_eq!(e.ingest_time, Some(1_761_998_400_500_000));
+        assert_eq!(e.log_group, "/mobile/app");
+        assert_eq!(e.log_stream, "ios/fleet-1");
+        assert_eq!(e.event_type.as_deref(), Some("api_call"));
+        assert_eq!(e.latency_ms, Some(120));
+        assert_eq!(e.status_code, Some(200));
+        assert_eq!(e.error_code, None);
+        assert_eq!(e.message, None);
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(r#"{"a":1,"experiment":"blue","screen":"home"}"#)
+        );
+        assert_eq!(e.delivery_key(), (1_761_998_400_000, "3741"));
+    }
+
+    #[test]
+    fn plain_text_becomes_text_row() {
+        let e = norm(&line("Fatal Exception: java.lang.NullPointerException\n\tat Foo")).unwrap();
+        assert_eq!(e.event_type.as_deref(), Some("text"));
+        assert_eq!(e.event_id, "3741");
+        assert_eq!(e.event_time, 1_761_998_400_000_000);
+        assert!(e.message.unwrap().starts_with("Fatal Exception"));
+    }
+
+    #[test]
+    fn missing_event_id_falls_back_to_cloudwatch_id() {
+        let e = norm(&line(r#"{"event_type":"tap"}"#)).unwrap();
+        assert_eq!(e.event_id, "3741");
+        assert_eq!(e.properties, None);
+    }
+
+    #[test]
+    fn wrong_types_are_quarantined_naming_the_field() {
+        let r = norm(&line(r#"{"event_id":"x","latency_ms":"12ms"}"#)).unwrap_err();
+        assert_eq!(r.reason, Reason::WrongType);
+        assert!(r.detail.contains("latency_ms"), "{}", r.detail);
+        assert_eq!(r.source_event_id.as_deref(), Some("3741"));
+
+        let r = norm(&line(r#"{"status_code":99999999999}"#)).unwrap_err();
+        assert!(r.detail.contains("status_code"));
+        let r = norm(&line(r#"{"user_id":42}"#)).unwrap_err();
+        assert!(r.detail.contains("user_id"));
+        let r = norm(&line(r#"{"props":[1]}"#)).unwrap_err();
+        assert!(r.detail.contains("props"));
+    }
+
+    #[test]
+    fn bad_ts_and_bad_json_and_bad_envelope() {
+        let r = norm(&line(r#"{"ts":"yesterday"}"#)).unwrap_err();
+        assert_eq!(r.reason, Reason::UnparsableTs);
+        let r = norm(&line(r#"{"ts":1761998400}"#)).unwrap_err();
+        assert_eq!(r.reason, Reason::UnparsableTs);
+        let r = norm(&line(r#"{"event_id":"x","#)).unwrap_err();
+        assert_eq!(r.reason, Reason::MalformedJson);
+        let r = norm(r#"{"timestamp":"soon","message":"x"}"#).unwrap_err();
+        assert_eq!(r.reason, Reason::BrokenEnvelope);
+        assert_eq!(r.raw, r#"{"timestamp":"soon","message":"x"}"#);
+        let r = norm("not json at all").unwrap_err();
+        assert_eq!(r.reason, Reason::BrokenEnvelope);
+    }
+
+    #[test]
+    fn oversize_is_quarantined_and_truncated() {
+        let big = "é".repeat(5000);
+        let r = norm(&line(&big)).unwrap_err();
+        assert_eq!(r.reason, Reason::Oversize);
+        assert!(r.raw.len() <= 4096);
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let e = norm(&line(r#"{"event_type":"tap","device_model":"Pixel \"8\""}"#)).unwrap();
+        assert_eq!(e.device_model.as_deref(), Some("Pixel \"8\""));
+    }
+}

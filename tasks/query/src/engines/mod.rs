@@ -1,0 +1,3 @@
+//! Query-engine backends behind [`bitacora_core::query::QueryEngine`].
+
+pub mod datafusion;

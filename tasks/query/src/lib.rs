@@ -1,0 +1,64 @@
+//! `bitacora-query`: read-only SQL over the catalog's tables (`bitacora.events`,
+//! `bitacora.quarantine`), on the configured engine, with the stakeholders' named queries.
+
+pub mod engines;
+pub mod format;
+pub mod named;
+
+use bitacora_core::catalog::Catalog;
+use bitacora_core::config::QueryEngineKind;
+use bitacora_core::lake::Lake;
+use bitacora_core::query::{QueryEngine, QueryOutput};
+use bitacora_core::schema::EVENTS_TABLE;
+use bitacora_core::{Config, Day, Error, Result};
+
+pub use engines::datafusion::DataFusionEngine;
+pub use format::{Format, render};
+pub use named::{NAMED, NamedQuery};
+
+/// The query engine of a configuration, over its catalog.
+pub fn open(config: &Config) -> Result<Box<dyn QueryEngine>> {
+    let lake = Lake::open(&config.lake)?;
+    let catalog = bitacora_catalog::open(config, &lake)?;
+    match config.query.engine {
+        QueryEngineKind::Datafusion => Ok(Box::new(DataFusionEngine::new(
+            catalog.as_ref(),
+            &config.catalog.database,
+            &lake,
+        )?)),
+        QueryEngineKind::Athena => Err(Error::config(
+            "query.engine",
+            "\"athena\" is not available in this build yet",
+        )),
+    }
+}
+
+/// The latest day registered for `events`.
+pub fn latest_day(config: &Config) -> Result<Option<Day>> {
+    let lake = Lake::open(&config.lake)?;
+    let catalog = bitacora_catalog::open(config, &lake)?;
+    latest_in(catalog.as_ref(), &config.catalog.database)
+}
+
+fn latest_in(catalog: &dyn Catalog, database: &str) -> Result<Option<Day>> {
+    if catalog.get_table(database, EVENTS_TABLE)?.is_none() {
+        return Ok(None);
+    }
+    Ok(catalog
+        .list_partitions(database, EVENTS_TABLE)?
+        .last()
+        .and_then(|p| p.values.first())
+        .and_then(|v| v.parse().ok()))
+}
+
+/// Runs SQL on the configured engine.
+pub fn query(config: &Config, sql: &str) -> Result<QueryOutput> {
+    open(config)?.query(sql)
+}
+
+/// Runs a named query for a day (or every day).
+pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutput> {
+    let q = named::find(name)?;
+    let latest = if date.is_none() { latest_day(config)? } else { None };
+    query(config, &q.sql(date, latest))
+}

@@ -1,0 +1,86 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use bitacora_core::cli::{self, CommonArgs};
+use bitacora_core::{Day, Error, Result};
+use bitacora_query::{Format, NAMED, render};
+use clap::Parser;
+
+const TOOL: &str = "bitacora-query";
+
+/// Read-only SQL over the Bitácora tables (events, quarantine; partitioned by dt).
+///
+/// Examples:
+///   bitacora-query "SELECT event_type, count(*) FROM events WHERE dt = '2026-11-01' GROUP BY 1"
+///   bitacora-query --named daily_active_users --format csv
+///   bitacora-query --list
+#[derive(Parser)]
+#[command(name = TOOL, version, about, verbatim_doc_comment)]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+    /// Read the SQL from a file.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["sql", "named"])]
+    file: Option<PathBuf>,
+    /// Run a named stakeholder query (see --list).
+    #[arg(long, value_name = "NAME", conflicts_with = "sql")]
+    named: Option<String>,
+    /// The day for a named query (default: every day; week_over_week: the latest day).
+    #[arg(long, value_parser = cli::parse_day, requires = "named")]
+    date: Option<Day>,
+    /// List the named queries.
+    #[arg(long)]
+    list: bool,
+    /// The SQL statement.
+    sql: Option<String>,
+}
+
+fn run(args: &Args) -> Result<String> {
+    if args.list {
+        let rows: Vec<_> = NAMED
+            .iter()
+            .map(|q| serde_json::json!({"name": q.name, "description": q.description, "audience": q.audience}))
+            .collect();
+        return Ok(match args.format {
+            Format::Json => format!("{}\n", serde_json::Value::Array(rows)),
+            _ => NAMED
+                .iter()
+                .map(|q| format!("{:<24} {}  [{}]\n", q.name, q.description, q.audience))
+                .collect(),
+        });
+    }
+    let config = args.common.load_config()?;
+    let output = if let Some(name) = &args.named {
+        bitacora_query::named(&config, name, args.date)?
+    } else {
+        let sql = match (&args.sql, &args.file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io("read SQL file", f, e))?,
+            (None, None) => {
+                return Err(Error::Usage(
+                    "give a SQL statement, --file PATH, --named NAME or --list".into(),
+                ));
+            }
+        };
+        bitacora_query::query(&config, &sql)?
+    };
+    render(&output, args.format)
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let args = match cli::parse_args::<Args>(TOOL) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    match run(&args) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => cli::fail(TOOL, &e),
+    }
+}

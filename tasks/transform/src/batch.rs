@@ -1,0 +1,208 @@
+//! Arrow builders for the curated rows: normalised events and quarantined records.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use bitacora_core::model::{Event, Rejected};
+use bitacora_core::schema::{events_schema, quarantine_schema};
+use bitacora_core::{Error, Result};
+
+/// Hidden columns carried through the dedup, dropped before writing.
+pub const SRC_TS: &str = "_source_timestamp";
+pub const SRC_ID: &str = "_source_event_id";
+
+/// `events` columns followed by the delivery provenance used by the dedup rule.
+pub fn work_schema() -> SchemaRef {
+    let mut fields: Vec<Field> = events_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(Field::new(SRC_TS, DataType::Int64, false));
+    fields.push(Field::new(SRC_ID, DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+fn ts_builder(cap: usize) -> TimestampMicrosecondBuilder {
+    TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC")
+}
+
+/// Builds `events` rows (plus the hidden provenance columns).
+pub struct EventBuilder {
+    schema: SchemaRef,
+    strings: Vec<StringBuilder>,
+    event_time: TimestampMicrosecondBuilder,
+    ingest_time: TimestampMicrosecondBuilder,
+    latency_ms: Int64Builder,
+    status_code: Int32Builder,
+    src_ts: Int64Builder,
+    len: usize,
+}
+
+// Index of each string column in `strings`.
+const S_EVENT_ID: usize = 0;
+const S_LOG_GROUP: usize = 1;
+const S_LOG_STREAM: usize = 2;
+const S_LEVEL: usize = 3;
+const S_EVENT_TYPE: usize = 4;
+const S_USER: usize = 5;
+const S_SESSION: usize = 6;
+const S_APP_VERSION: usize = 7;
+const S_PLATFORM: usize = 8;
+const S_OS: usize = 9;
+const S_DEVICE: usize = 10;
+const S_COUNTRY: usize = 11;
+const S_ERROR_CODE: usize = 12;
+const S_MESSAGE: usize = 13;
+const S_PROPERTIES: usize = 14;
+const S_SRC_ID: usize = 15;
+const STRINGS: usize = 16;
+
+impl EventBuilder {
+    pub fn new(cap: usize) -> Self {
+        EventBuilder {
+            schema: work_schema(),
+            strings: (0..STRINGS).map(|_| StringBuilder::with_capacity(cap, cap * 16)).collect(),
+            event_time: ts_builder(cap),
+            ingest_time: ts_builder(cap),
+            latency_ms: Int64Builder::with_capacity(cap),
+            status_code: Int32Builder::with_capacity(cap),
+            src_ts: Int64Builder::with_capacity(cap),
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn append(&mut self, e: &Event<'_>) {
+        let s = &mut self.strings;
+        s[S_EVENT_ID].append_value(&e.event_id);
+        s[S_LOG_GROUP].append_value(&e.log_group);
+        s[S_LOG_STREAM].append_value(&e.log_stream);
+        s[S_LEVEL].append_option(e.level.as_deref());
+        s[S_EVENT_TYPE].append_option(e.event_type.as_deref());
+        s[S_USER].append_option(e.user_id.as_deref());
+        s[S_SESSION].append_option(e.session_id.as_deref());
+        s[S_APP_VERSION].append_option(e.app_version.as_deref());
+        s[S_PLATFORM].append_option(e.platform.as_deref());
+        s[S_OS].append_option(e.os_version.as_deref());
+        s[S_DEVICE].append_option(e.device_model.as_deref());
+        s[S_COUNTRY].append_option(e.country.as_deref());
+        s[S_ERROR_CODE].append_option(e.error_code.as_deref());
+        s[S_MESSAGE].append_option(e.message.as_deref());
+        s[S_PROPERTIES].append_option(e.properties.as_deref());
+        s[S_SRC_ID].append_value(&e.source_event_id);
+        self.event_time.append_value(e.event_time);
+        self.ingest_time.append_option(e.ingest_time);
+        self.latency_ms.append_option(e.latency_ms);
+        self.status_code.append_option(e.status_code);
+        self.src_ts.append_value(e.source_timestamp);
+        self.len += 1;
+    }
+
+    /// The rows built so far, in [`work_schema`] order; the builder is left empty.
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        let s: Vec<ArrayRef> = self
+            .strings
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        let take = |i: usize| s[i].clone();
+        let columns: Vec<ArrayRef> = vec![
+            take(S_EVENT_ID),
+            Arc::new(self.event_time.finish()),
+            Arc::new(self.ingest_time.finish()),
+            take(S_LOG_GROUP),
+            take(S_LOG_STREAM),
+            take(S_LEVEL),
+            take(S_EVENT_TYPE),
+            take(S_USER),
+            take(S_SESSION),
+            take(S_APP_VERSION),
+            take(S_PLATFORM),
+            take(S_OS),
+            take(S_DEVICE),
+            take(S_COUNTRY),
+            Arc::new(self.latency_ms.finish()),
+            Arc::new(self.status_code.finish()),
+            take(S_ERROR_CODE),
+            take(S_MESSAGE),
+            take(S_PROPERTIES),
+            Arc::new(self.src_ts.finish()),
+            take(S_SRC_ID),
+        ];
+        self.len = 0;
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| Error::external("build events batch", e))
+    }
+}
+
+/// Builds `quarantine` rows.
+pub struct QuarantineBuilder {
+    reason: StringBuilder,
+    detail: StringBuilder,
+    log_group: StringBuilder,
+    log_stream: StringBuilder,
+    source_event_id: StringBuilder,
+    source_timestamp: TimestampMicrosecondBuilder,
+    raw: StringBuilder,
+    len: usize,
+}
+
+impl Default for QuarantineBuilder {
+    fn default() -> Self {
+        QuarantineBuilder {
+            reason: StringBuilder::new(),
+            detail: StringBuilder::new(),
+            log_group: StringBuilder::new(),
+            log_stream: StringBuilder::new(),
+            source_event_id: StringBuilder::new(),
+            source_timestamp: ts_builder(0),
+            raw: StringBuilder::new(),
+            len: 0,
+        }
+    }
+}
+
+impl QuarantineBuilder {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn append(&mut self, r: &Rejected<'_>, log_group: &str) {
+        self.reason.append_value(r.reason.as_str());
+        self.detail.append_value(&r.detail);
+        self.log_group.append_value(log_group);
+        self.log_stream.append_option(r.log_stream.as_deref());
+        self.source_event_id.append_option(r.source_event_id.as_deref());
+        self.source_timestamp.append_option(r.source_timestamp);
+        self.raw.append_value(&r.raw);
+        self.len += 1;
+    }
+
+    pub fn finish(&mut self) -> Result<RecordBatch> {
+        self.len = 0;
+        RecordBatch::try_new(
+            quarantine_schema(),
+            vec![
+                Arc::new(self.reason.finish()),
+                Arc::new(self.detail.finish()),
+                Arc::new(self.log_group.finish()),
+                Arc::new(self.log_stream.finish()),
+                Arc::new(self.source_event_id.finish()),
+                Arc::new(self.source_timestamp.finish()),
+                Arc::new(self.raw.finish()),
+            ],
+        )
+        .map_err(|e| Error::external("build quarantine batch", e))
+    }
+}

@@ -1,0 +1,112 @@
+//! The dedup rule and the output order of one bucket.
+//!
+//! Copies of an event share its `event_id` (the app's, else CloudWatch's); the kept copy is the one
+//! with the smallest `(timestamp, eventId)` of its delivery. Kept rows are ordered by
+//! `(event_type, event_time, event_id)` — a total order, so the output does not depend on how the
+//! input was split between threads — which lets row-group statistics prune filters on time and type.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::Int64Type;
+use bitacora_core::{Error, Result};
+use xxhash_rust::xxh3::Xxh3Builder;
+
+use crate::batch::{SRC_ID, SRC_TS};
+
+/// (batch, row) of a kept row.
+pub type RowRef = (usize, usize);
+
+struct Cols<'a> {
+    id: &'a StringArray,
+    event_type: &'a StringArray,
+    time: &'a TimestampMicrosecondArray,
+    src_ts: &'a arrow::array::PrimitiveArray<Int64Type>,
+    src_id: &'a StringArray,
+}
+
+fn cols(b: &RecordBatch) -> Result<Cols<'_>> {
+    let col = |name: &str| {
+        b.column_by_name(name)
+            .ok_or_else(|| Error::Invariant(format!("column {name} missing in a work batch")))
+    };
+    Ok(Cols {
+        id: col("event_id")?.as_string::<i32>(),
+        event_type: col("event_type")?.as_string::<i32>(),
+        time: col("event_time")?.as_primitive(),
+        src_ts: col(SRC_TS)?.as_primitive::<Int64Type>(),
+        src_id: col(SRC_ID)?.as_string::<i32>(),
+    })
+}
+
+/// Returns the kept rows of `batches`, in output order.
+pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
+    let cols: Vec<Cols<'_>> = batches.iter().map(cols).collect::<Result<_>>()?;
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    let mut best: HashMap<&str, RowRef, Xxh3Builder> =
+        HashMap::with_capacity_and_hasher(total, Xxh3Builder::new());
+    for (bi, c) in cols.iter().enumerate() {
+        for ri in 0..c.id.len() {
+            match best.entry(c.id.value(ri)) {
+                Entry::Vacant(v) => {
+                    v.insert((bi, ri));
+                }
+                Entry::Occupied(mut o) => {
+                    let (bj, rj) = *o.get();
+                    let mine = (c.src_ts.value(ri), c.src_id.value(ri));
+                    let theirs = (cols[bj].src_ts.value(rj), cols[bj].src_id.value(rj));
+                    if mine < theirs {
+                        o.insert((bi, ri));
+                    }
+                }
+            }
+        }
+    }
+    let mut keep: Vec<RowRef> = best.into_values().collect();
+    keep.sort_unstable_by(|&(ba, ra), &(bb, rb)| {
+        let (a, b) = (&cols[ba], &cols[bb]);
+        let ta = (!a.event_type.is_null(ra)).then(|| a.event_type.value(ra));
+        let tb = (!b.event_type.is_null(rb)).then(|| b.event_type.value(rb));
+        ta.cmp(&tb)
+            .then_with(|| a.time.value(ra).cmp(&b.time.value(rb)))
+            .then_with(|| a.id.value(ra).cmp(b.id.value(rb)))
+            .then(Ordering::Equal)
+    });
+    Ok(keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::EventBuilder;
+    use bitacora_core::model::Event;
+    use std::borrow::Cow;
+
+    fn ev(id: &'static str, ty: &'static str, time: i64, src_ts: i64, src_id: &'static str) -> Event<'static> {
+        Event {
+            event_id: Cow::Borrowed(id),
+            event_type: Some(Cow::Borrowed(ty)),
+            event_time: time,
+            source_timestamp: src_ts,
+            source_event_id: Cow::Borrowed(src_id),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn keeps_earliest_delivery_and_orders_rows() {
+        let mut b1 = EventBuilder::new(4);
+        b1.append(&ev("a", "tap", 10, 500, "9"));
+        b1.append(&ev("b", "api_call", 20, 100, "1"));
+        let mut b2 = EventBuilder::new(4);
+        b2.append(&ev("a", "tap", 10, 400, "8"));
+        b2.append(&ev("a", "tap", 10, 400, "7"));
+        b2.append(&ev("c", "tap", 5, 50, "2"));
+        let batches = vec![b1.finish().unwrap(), b2.finish().unwrap()];
+        let keep = dedup_and_order(&batches).unwrap();
+        // b (api_call) first, then c (tap, t=5), then a (tap, t=10) from its (400, "7") delivery.
+        assert_eq!(keep, vec![(0, 1), (1, 2), (1, 1)]);
+    }
+}

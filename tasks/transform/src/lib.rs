@@ -1,0 +1,443 @@
+//! `bitacora-transform`: raw zone → curated Parquet partition `dt=D` (+ quarantine).
+//!
+//! Two passes with bounded memory:
+//! 1. every raw object of the day's published extract is decrypted, decompressed and parsed in
+//!    parallel; each record is normalised (the shared [`bitacora_core::normalize`]) into an event, or a
+//!    quarantine row with its reason; events are hash-partitioned by dedup key into buckets, kept in
+//!    memory when the day fits one output file and spilled to disk otherwise;
+//! 2. each bucket is deduplicated (earliest `(timestamp, eventId)` delivery kept), ordered by
+//!    `(event_type, event_time, event_id)` and written as one zstd Parquet file.
+//!
+//! The run checks `events + quarantine + duplicates = read` (and `read` = what the extract
+//! published) before publishing it atomically with its manifest.
+
+mod batch;
+mod dedup;
+mod output;
+mod spill;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::BufRead;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
+use bitacora_core::config::worker_count;
+use bitacora_core::lake::{Lake, layout};
+use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
+use bitacora_core::model::{Reason, Rejected};
+use bitacora_core::normalize::Normalizer;
+use bitacora_core::raw::RawCodec;
+use bitacora_core::schema::{EVENTS_TABLE, QUARANTINE_TABLE, events_schema, quarantine_schema};
+use bitacora_core::{Config, Day, Error, Result, progress};
+use parquet::file::metadata::SortingColumn;
+use serde::Serialize;
+
+use batch::{EventBuilder, QuarantineBuilder, work_schema};
+use spill::Bucket;
+
+pub const STEP: &str = "transform";
+
+/// Parameters of one transform run.
+#[derive(Debug, Clone)]
+pub struct TransformParams {
+    pub date: Day,
+}
+
+/// The JSON report of `bitacora-transform`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransformReport {
+    pub step: &'static str,
+    pub status: &'static str,
+    pub date: Day,
+    pub run_id: String,
+    /// The extract run this transform read.
+    pub raw_run_id: String,
+    pub raw_objects: u64,
+    /// Records read from the raw zone.
+    pub read: u64,
+    /// Rows written to `events`.
+    pub events: u64,
+    /// Rows written to `quarantine`.
+    pub quarantine: u64,
+    /// Later deliveries of an event already kept.
+    pub duplicates: u64,
+    /// `events + quarantine + duplicates = read`; the step fails when it does not hold.
+    pub invariant: String,
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    pub files: u64,
+    pub bytes: u64,
+    /// Dedup buckets (one per events file); above 1 the day was spilled to disk.
+    pub buckets: u64,
+    pub events_location: String,
+    pub quarantine_location: String,
+    pub duration_ms: u64,
+}
+
+/// Runs the transform for one day.
+pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport> {
+    let started = Instant::now();
+    let day = params.date;
+    let lake = Lake::open(&config.lake)?;
+    let codec = RawCodec::from_config(config, false)?;
+    let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
+            lake.root()
+        ))
+    })?;
+    let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    let expected = raw_out.rows;
+    let tc = &config.transform;
+    let buckets_n = expected.div_ceil(tc.rows_per_file as u64).max(1) as usize;
+    let workers = worker_count(tc.workers);
+    let normalizer = Normalizer::new(config.source.log_group.clone(), tc.max_record_bytes);
+
+    // Pass 1: parse, normalise, partition.
+    let spill_dir = if buckets_n > 1 {
+        let base = tc.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
+        std::fs::create_dir_all(&base).map_err(|e| Error::io("create spill folder", &base, e))?;
+        Some(
+            tempfile::Builder::new()
+                .prefix("bitacora-spill-")
+                .tempdir_in(&base)
+                .map_err(|e| Error::io("create spill folder", &base, e))?,
+        )
+    } else {
+        None
+    };
+    let schema = work_schema();
+    let buckets: Vec<Mutex<Bucket>> = (0..buckets_n)
+        .map(|i| {
+            Mutex::new(match &spill_dir {
+                Some(d) => Bucket::spill(d.path(), &format!("bucket-{i:05}.arrow"), schema.clone()),
+                None => Bucket::memory(),
+            })
+        })
+        .collect();
+    let quarantine = Mutex::new(Bucket::memory());
+    // Rows per builder before it is flushed to its bucket: bounded in total across buckets.
+    let flush_rows = (262_144 / buckets_n).clamp(2_048, 65_536);
+    let queue = Mutex::new(raw_out.files.iter().collect::<VecDeque<&FileEntry>>());
+    let cancelled = AtomicBool::new(false);
+    let bar = progress::bar(raw_out.files.len() as u64, "transform");
+    let pass1: Vec<Result<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.min(raw_out.files.len()).max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let r = parse_worker(
+                        &lake, &codec, &normalizer, &queue, &buckets, &quarantine, flush_rows,
+                        &cancelled, &bar,
+                    );
+                    if r.is_err() {
+                        cancelled.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into()))))
+            .collect()
+    });
+    bar.finish_and_clear();
+    let mut read = 0u64;
+    for r in pass1 {
+        read += r?;
+    }
+
+    // Pass 2: dedup and write each bucket.
+    let run_id = layout::new_run_id();
+    let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
+    let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
+    let events_schema = events_schema();
+    let sorting = sorting_columns(&events_schema);
+    let next = Mutex::new(0usize);
+    let pass2: Vec<Result<Vec<(FileEntry, u64)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers.min(buckets_n))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
+                            let i = *n;
+                            *n += 1;
+                            i
+                        };
+                        if i >= buckets_n {
+                            break;
+                        }
+                        let batches = buckets[i].lock().unwrap_or_else(|p| p.into_inner()).drain()?;
+                        let input: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+                        if input == 0 {
+                            continue;
+                        }
+                        let order = dedup::dedup_and_order(&batches)?;
+                        let props = output::properties(tc.row_group_rows, tc.zstd_level, sorting.clone())?;
+                        let bytes = output::write_rows(&events_schema, &batches, &order, props, tc.row_group_rows)?;
+                        drop(batches);
+                        let path = format!("{events_dir}/part-{i:05}.parquet");
+                        let size = bytes.len() as u64;
+                        lake.put(&path, bytes)?;
+                        out.push((
+                            FileEntry {
+                                path,
+                                rows: order.len() as u64,
+                                bytes: size,
+                            },
+                            input - order.len() as u64,
+                        ));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into()))))
+            .collect()
+    });
+    let mut event_files = Vec::new();
+    let mut duplicates = 0u64;
+    for r in pass2 {
+        for (f, d) in r? {
+            duplicates += d;
+            event_files.push(f);
+        }
+    }
+    event_files.sort_by(|a, b| a.path.cmp(&b.path));
+    drop(spill_dir);
+
+    // Quarantine: one file, in a stable order.
+    let q_batches = quarantine.lock().unwrap_or_else(|p| p.into_inner()).drain()?;
+    let (q_files, reasons) = write_quarantine(&lake, &quarantine_dir, &q_batches, tc)?;
+
+    let events = event_files.iter().map(|f| f.rows).sum::<u64>();
+    let quarantined = q_files.iter().map(|f| f.rows).sum::<u64>();
+    let invariant = format!("{events} + {quarantined} + {duplicates} = {read}");
+    if events + quarantined + duplicates != read {
+        return Err(Error::Invariant(format!(
+            "events + quarantine + duplicates != read for {day}: {events} + {quarantined} + {duplicates} != {read}"
+        )));
+    }
+    if read != expected {
+        return Err(Error::Invariant(format!(
+            "read {read} records for {day}, but the extract run {} published {expected}: the raw zone is incomplete; re-run the extract",
+            raw.run_id
+        )));
+    }
+
+    let previous = Manifest::load(&lake, STEP, day)?;
+    let mut manifest = Manifest::new(STEP, day, &run_id);
+    let ev_out = TableOutput::new(events_dir.clone(), event_files);
+    let q_out = TableOutput::new(quarantine_dir.clone(), q_files);
+    let report = TransformReport {
+        step: STEP,
+        status: "ok",
+        date: day,
+        run_id: run_id.clone(),
+        raw_run_id: raw.run_id.clone(),
+        raw_objects: raw_out.files.len() as u64,
+        read,
+        events,
+        quarantine: quarantined,
+        duplicates,
+        invariant,
+        quarantine_reasons: reasons,
+        files: (ev_out.files.len() + q_out.files.len()) as u64,
+        bytes: ev_out.bytes + q_out.bytes,
+        buckets: buckets_n as u64,
+        events_location: lake.url_of(&events_dir),
+        quarantine_location: lake.url_of(&quarantine_dir),
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+    for (k, v) in [
+        ("read", read),
+        ("events", events),
+        ("quarantine", quarantined),
+        ("duplicates", duplicates),
+    ] {
+        manifest.stats.insert(k.into(), v);
+    }
+    manifest.inputs.insert("extract".into(), raw.run_id.clone());
+    manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
+    manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
+    manifest.publish(&lake, previous.as_ref())?;
+    tracing::info!(
+        "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
+    );
+    Ok(report)
+}
+
+fn sorting_columns(schema: &arrow::datatypes::Schema) -> Vec<SortingColumn> {
+    ["event_type", "event_time", "event_id"]
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn parse_worker(
+    lake: &Lake,
+    codec: &RawCodec,
+    normalizer: &Normalizer,
+    queue: &Mutex<VecDeque<&FileEntry>>,
+    buckets: &[Mutex<Bucket>],
+    quarantine: &Mutex<Bucket>,
+    flush_rows: usize,
+    cancelled: &AtomicBool,
+    bar: &indicatif::ProgressBar,
+) -> Result<u64> {
+    let n = buckets.len();
+    let mut builders: Vec<EventBuilder> = (0..n).map(|_| EventBuilder::new(flush_rows.min(8192))).collect();
+    let mut q = QuarantineBuilder::default();
+    let log_group = normalizer.log_group();
+    let mut read = 0u64;
+    let mut line = String::with_capacity(4096);
+    let mut bytes_line = Vec::with_capacity(4096);
+    let mut scratch = String::new();
+    loop {
+        if cancelled.load(Ordering::Relaxed) {
+            return Ok(read);
+        }
+        let Some(entry) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+            break;
+        };
+        let object = lake.get(&entry.path)?;
+        let mut reader = codec.reader(&object, &lake.url_of(&entry.path))?;
+        let mut in_object = 0u64;
+        loop {
+            bytes_line.clear();
+            let got = reader.read_until(b'\n', &mut bytes_line).map_err(|e| Error::Crypto {
+                object: lake.url_of(&entry.path),
+                message: e.to_string(),
+            })?;
+            if got == 0 {
+                break;
+            }
+            if bytes_line.last() == Some(&b'\n') {
+                bytes_line.pop();
+            }
+            read += 1;
+            in_object += 1;
+            line.clear();
+            match std::str::from_utf8(&bytes_line) {
+                Ok(s) => line.push_str(s),
+                Err(_) => {
+                    let text = String::from_utf8_lossy(&bytes_line);
+                    q.append(
+                        &Rejected {
+                            reason: Reason::BrokenEnvelope,
+                            detail: "record is not valid UTF-8".into(),
+                            log_stream: None,
+                            source_event_id: None,
+                            source_timestamp: None,
+                            raw: text,
+                        },
+                        log_group,
+                    );
+                    continue;
+                }
+            }
+            match normalizer.normalize_line(&line, &mut scratch) {
+                Ok(event) => {
+                    let b = if n == 1 {
+                        0
+                    } else {
+                        (xxhash_rust::xxh3::xxh3_64(event.event_id.as_bytes()) % n as u64) as usize
+                    };
+                    builders[b].append(&event);
+                    if builders[b].len() >= flush_rows {
+                        let batch = builders[b].finish()?;
+                        buckets[b].lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+                    }
+                }
+                Err(rejected) => {
+                    q.append(&rejected, log_group);
+                    if q.len() >= flush_rows {
+                        let batch = q.finish()?;
+                        quarantine.lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+                    }
+                }
+            }
+        }
+        if in_object != entry.rows {
+            return Err(Error::Invariant(format!(
+                "raw object {} holds {in_object} records, its manifest says {}",
+                lake.url_of(&entry.path),
+                entry.rows
+            )));
+        }
+        bar.inc(1);
+    }
+    for (b, builder) in builders.iter_mut().enumerate() {
+        if !builder.is_empty() {
+            let batch = builder.finish()?;
+            buckets[b].lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+        }
+    }
+    if !q.is_empty() {
+        let batch = q.finish()?;
+        quarantine.lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+    }
+    Ok(read)
+}
+
+fn write_quarantine(
+    lake: &Lake,
+    dir: &str,
+    batches: &[RecordBatch],
+    tc: &bitacora_core::config::TransformConfig,
+) -> Result<(Vec<FileEntry>, BTreeMap<String, u64>)> {
+    let mut reasons = BTreeMap::new();
+    let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+    if total == 0 {
+        return Ok((Vec::new(), reasons));
+    }
+    let schema = quarantine_schema();
+    let all = arrow::compute::concat_batches(&schema, batches)
+        .map_err(|e| Error::external("gather quarantine", e))?;
+    for v in all.column(0).as_string::<i32>().iter().flatten() {
+        *reasons.entry(v.to_string()).or_insert(0) += 1;
+    }
+    let key = |name: &str| -> Result<SortColumn> {
+        Ok(SortColumn {
+            values: all
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| Error::Invariant(format!("quarantine column {name} missing")))?,
+            options: Some(SortOptions {
+                descending: false,
+                nulls_first: true,
+            }),
+        })
+    };
+    let indices = lexsort_to_indices(
+        &[key("source_timestamp")?, key("source_event_id")?, key("raw")?, key("reason")?],
+        None,
+    )
+    .map_err(|e| Error::external("order quarantine", e))?;
+    let order: Vec<(usize, usize)> = indices.values().iter().map(|&i| (0usize, i as usize)).collect();
+    let props = output::properties(tc.row_group_rows, tc.zstd_level, Vec::new())?;
+    let bytes = output::write_rows(&schema, std::slice::from_ref(&all), &order, props, tc.row_group_rows)?;
+    let path = format!("{dir}/part-00000.parquet");
+    let size = bytes.len() as u64;
+    lake.put(&path, bytes)?;
+    Ok((
+        vec![FileEntry {
+            path,
+            rows: total as u64,
+            bytes: size,
+        }],
+        reasons,
+    ))
+}

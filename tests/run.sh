@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every Bitácora test: formatting and lints, the Rust workspace tests, and the Python tests
+# (pytest, against the release binaries). Installs what the Python tests need into a venv.
+#
+#   bash tests/run.sh
+#
+# Environment: CARGO_TARGET_DIR (build cache; .ci/run points it at ~/.cache), BITACORA_VENV
+# (default ~/.cache/bitacora/venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+venv=${BITACORA_VENV:-$HOME/.cache/bitacora/venv}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "release binaries"
+cargo build --release --workspace --bins --quiet
+
+step "cargo test"
+cargo test --workspace --quiet
+
+step "python test environment ($venv)"
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "pytest tests/"
+export BITACORA_BIN_DIR="$target/release"
+"$venv/bin/python" -m pytest tests/ -q
