@@ -18,7 +18,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 14)]
     days: u32,
     /// Records per day.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 30_000)]
     events_per_day: u64,
     /// Last day (default: yesterday, UTC).
     #[arg(long, value_parser = bitacora_core::cli::parse_day)]
@@ -45,10 +45,18 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
     let mut generated = 0;
     for day in Day::range_inclusive(start, end) {
-        let r = generate(&GenerateParams::new(day, args.events_per_day, &logs, args.seed))?;
+        let r = generate(&GenerateParams::new(
+            day,
+            args.events_per_day,
+            &logs,
+            args.seed,
+        ))?;
         generated += r.records;
     }
-    eprintln!("  generated {generated} log records under {}", logs.display());
+    eprintln!(
+        "  generated {generated} log records under {}",
+        logs.display()
+    );
 
     let mut config = Config::default();
     config.source.path = logs.clone();
@@ -78,16 +86,35 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     );
 
     let answers: [(&str, Option<Day>, &str); 6] = [
-        ("events_per_type", Some(end), "Events per type on the last day"),
+        (
+            "events_per_type",
+            Some(end),
+            "Events per type on the last day",
+        ),
         ("daily_active_users", None, "Daily active users"),
-        ("error_rate_by_version", None, "Error rate by app version (two weeks)"),
-        ("p95_latency_by_platform", None, "API latency by platform (two weeks)"),
+        (
+            "error_rate_by_version",
+            None,
+            "Error rate by app version (two weeks)",
+        ),
+        (
+            "p95_latency_by_platform",
+            None,
+            "API latency by platform (two weeks)",
+        ),
         ("top_error_codes", None, "Top error codes (two weeks)"),
-        ("week_over_week", Some(end), "Week over week (7 days to the last day vs the 7 before)"),
+        (
+            "week_over_week",
+            Some(end),
+            "Week over week (7 days to the last day vs the 7 before)",
+        ),
     ];
     for (name, date, title) in answers {
         let out = bitacora_query::named(&config, name, date)?;
-        println!("== {title}  [bitacora-query --named {name}{}]", date.map(|d| format!(" --date {d}")).unwrap_or_default());
+        println!(
+            "== {title}  [bitacora-query --named {name}{}]",
+            date.map(|d| format!(" --date {d}")).unwrap_or_default()
+        );
         print!("{}", render(&out, Format::Table)?);
         println!();
     }
@@ -97,10 +124,13 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         .and_then(|p| p.parent().map(|d| d.join("bitacora-query")))
         .filter(|p| p.exists())
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "bitacora-query".into());
+        .unwrap_or_else(|| "cargo run --release --quiet --bin bitacora-query --".into());
     let cfg = config_path.display();
     println!("The lake is in {}", config.lake.root);
-    println!("Its configuration: {cfg} (the key {} stays next to it, mode 0600)", dir.join("bitacora.key").display());
+    println!(
+        "Its configuration: {cfg} (the key {} stays next to it, mode 0600)",
+        dir.join("bitacora.key").display()
+    );
     println!("Try next:");
     println!("  {bin} --config {cfg} --list");
     println!(

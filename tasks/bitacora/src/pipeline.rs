@@ -46,7 +46,8 @@ pub fn run_days(config: &Config, from: Day, to: Day) -> Result<RunReport> {
     let mut out = Vec::with_capacity(days.len());
     for day in days {
         bar.set_message(day.to_string());
-        let report = run_day(config, day).inspect_err(|e| tracing::error!("day {day} failed: {e}"))?;
+        let report =
+            run_day(config, day).inspect_err(|e| tracing::error!("day {day} failed: {e}"))?;
         out.push(report);
         bar.inc(1);
     }

@@ -48,7 +48,13 @@ impl Env {
     }
 
     fn generate(&self, date: Day, events: u64, seed: u64) -> GenerateReport {
-        generate(&GenerateParams::new(date, events, self.path().join("logs"), seed)).unwrap()
+        generate(&GenerateParams::new(
+            date,
+            events,
+            self.path().join("logs"),
+            seed,
+        ))
+        .unwrap()
     }
 
     fn write_config(&self) -> PathBuf {
@@ -61,7 +67,13 @@ impl Env {
         Lake::open(&self.config.lake).unwrap()
     }
 
-    fn run_all(&self, date: Day) -> (bitacora_extract::ExtractReport, bitacora_transform::TransformReport) {
+    fn run_all(
+        &self,
+        date: Day,
+    ) -> (
+        bitacora_extract::ExtractReport,
+        bitacora_transform::TransformReport,
+    ) {
         let e = bitacora_extract::run(&self.config, &ExtractParams { date }).unwrap();
         let t = bitacora_transform::run(&self.config, &TransformParams { date }).unwrap();
         bitacora_catalog::run(&self.config, &CatalogParams { date }).unwrap();
@@ -70,7 +82,11 @@ impl Env {
 
     fn scalar(&self, sql: &str) -> i64 {
         let out = bitacora_query::query(&self.config, sql).unwrap();
-        let b = out.batches.iter().find(|b| b.num_rows() > 0).expect("one row");
+        let b = out
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .expect("one row");
         let c = b.column(0);
         assert!(!c.is_null(0), "{sql} returned NULL");
         c.as_primitive::<Int64Type>().value(0)
@@ -107,28 +123,55 @@ fn generated_day_through_every_step() {
     // A neighbouring day's file too: its edge hour overlaps ours and must be counted once.
     let (e, t) = env.run_all(day());
 
-    assert_eq!(e.selected, g.in_day, "extract selects exactly the day's records");
+    assert_eq!(
+        e.selected, g.in_day,
+        "extract selects exactly the day's records"
+    );
     assert_eq!(e.outside_window, g.outside_window);
     assert_eq!(e.malformed, 0);
     assert!(e.encrypted);
 
     assert_eq!(t.read, g.in_day);
     assert_eq!(t.events + t.quarantine + t.duplicates, t.read);
-    assert_eq!(t.duplicates, g.duplicates, "every retried delivery is dropped");
-    assert_eq!(t.quarantine, g.malformed, "every malformed record is quarantined");
+    assert_eq!(
+        t.duplicates, g.duplicates,
+        "every retried delivery is dropped"
+    );
+    assert_eq!(
+        t.quarantine, g.malformed,
+        "every malformed record is quarantined"
+    );
     assert_eq!(t.events, g.in_day - g.duplicates - g.malformed);
     assert_eq!(t.buckets, 1);
 
-    assert_eq!(env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'")), t.events as i64);
-    assert_eq!(env.scalar("SELECT count(DISTINCT event_id) FROM bitacora.events"), t.events as i64);
+    assert_eq!(
+        env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'")),
+        t.events as i64
+    );
+    assert_eq!(
+        env.scalar("SELECT count(DISTINCT event_id) FROM bitacora.events"),
+        t.events as i64
+    );
     assert_eq!(
         env.scalar("SELECT count(*) FROM events WHERE event_type = 'text' AND message IS NOT NULL AND user_id IS NULL"),
         g.plain_text as i64
     );
-    assert_eq!(env.scalar("SELECT count(*) FROM events WHERE event_type <> 'text' AND message IS NOT NULL"), 0);
-    assert_eq!(env.scalar("SELECT count(*) FROM quarantine"), g.malformed as i64);
-    let reasons = env.json("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY reason");
-    let names: Vec<&str> = reasons.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        env.scalar(
+            "SELECT count(*) FROM events WHERE event_type <> 'text' AND message IS NOT NULL"
+        ),
+        0
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM quarantine"),
+        g.malformed as i64
+    );
+    let reasons =
+        env.json("SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY reason");
+    let names: Vec<&str> = reasons
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["unparsable_ts", "wrong_type"]);
     assert_eq!(
         t.quarantine_reasons.values().sum::<u64>(),
@@ -148,7 +191,9 @@ fn generated_day_through_every_step() {
         0
     );
     // Typed columns.
-    assert!(env.scalar("SELECT count(*) FROM events WHERE latency_ms > 0 AND status_code = 200") > 0);
+    assert!(
+        env.scalar("SELECT count(*) FROM events WHERE latency_ms > 0 AND status_code = 200") > 0
+    );
     assert!(env.scalar("SELECT count(*) FROM events WHERE properties LIKE '%\"screen\":%'") > 0);
 }
 
@@ -156,7 +201,8 @@ fn generated_day_through_every_step() {
 fn dedup_keeps_the_earliest_delivery() {
     let env = Env::new();
     let t0 = day().start_ms() + 3_600_000;
-    let msg = r#"{"event_id":"dup-1","ts":"2026-11-02T01:00:00Z","event_type":"tap","user_id":"u1"}"#;
+    let msg =
+        r#"{"event_id":"dup-1","ts":"2026-11-02T01:00:00Z","event_type":"tap","user_id":"u1"}"#;
     let no_id = r#"{"event_type":"tap","user_id":"u2"}"#;
     let lines = [
         envelope(t0 + 5_000, 1, msg, "s/b", "300"),
@@ -180,10 +226,19 @@ fn dedup_keeps_the_earliest_delivery() {
     let kept = env.json("SELECT log_stream, ingest_time FROM events WHERE event_id = 'dup-1'");
     assert_eq!(kept.len(), 1);
     assert_eq!(kept[0]["log_stream"], "s/c");
-    assert_eq!(env.scalar("SELECT count(*) FROM events WHERE user_id = 'u2'"), 2);
-    let texts = env.json("SELECT message FROM events WHERE event_type = 'text' ORDER BY event_time");
-    let texts: Vec<&str> = texts.iter().map(|r| r["message"].as_str().unwrap()).collect();
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events WHERE user_id = 'u2'"),
+        2
+    );
+    let texts =
+        env.json("SELECT message FROM events WHERE event_type = 'text' ORDER BY event_time");
+    let texts: Vec<&str> = texts
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
     assert_eq!(texts, vec!["first", "last"]);
+    // Nothing was quarantined: the table is empty, not broken.
+    assert_eq!(env.scalar("SELECT count(*) FROM quarantine"), 0);
 }
 
 #[test]
@@ -196,10 +251,24 @@ fn reruns_are_idempotent_and_byte_identical() {
 
     let (_, t2) = env.run_all(day());
     assert_ne!(t1.run_id, t2.run_id);
-    assert_eq!((t1.events, t1.quarantine, t1.duplicates), (t2.events, t2.quarantine, t2.duplicates));
-    assert_eq!(env.curated_bytes(day()), bytes1, "curated Parquet is byte-identical");
-    assert_eq!(env.json("SELECT event_type, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"), answers1);
-    assert_eq!(env.scalar("SELECT count(*) FROM events"), t1.events as i64, "no duplicate rows");
+    assert_eq!(
+        (t1.events, t1.quarantine, t1.duplicates),
+        (t2.events, t2.quarantine, t2.duplicates)
+    );
+    assert_eq!(
+        env.curated_bytes(day()),
+        bytes1,
+        "curated Parquet is byte-identical"
+    );
+    assert_eq!(
+        env.json("SELECT event_type, count(*) AS n FROM events GROUP BY 1 ORDER BY 1"),
+        answers1
+    );
+    assert_eq!(
+        env.scalar("SELECT count(*) FROM events"),
+        t1.events as i64,
+        "no duplicate rows"
+    );
 
     // Catalog again with nothing new: nothing changes.
     let c = bitacora_catalog::run(&env.config, &CatalogParams { date: day() }).unwrap();
@@ -213,7 +282,10 @@ fn reruns_are_idempotent_and_byte_identical() {
         assert!(runs.len() <= 2, "{table}: {runs:?}");
     }
     env.run_all(day());
-    assert_eq!(lake.list_dirs(&format!("events/dt={DAY}")).unwrap().len(), 2);
+    assert_eq!(
+        lake.list_dirs(&format!("events/dt={DAY}")).unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -230,13 +302,29 @@ fn spilled_day_gives_the_same_answers() {
     small.config.transform.rows_per_file = 2_500;
     small.config.transform.row_group_rows = 1_000;
     let (_, ts) = small.run_all(day());
-    assert!(ts.buckets >= 4, "the day was split into buckets: {}", ts.buckets);
+    assert!(
+        ts.buckets >= 4,
+        "the day was split into buckets: {}",
+        ts.buckets
+    );
     assert!(ts.files > 4);
-    assert_eq!((ts.events, ts.duplicates, ts.quarantine), (t.events, t.duplicates, t.quarantine));
+    assert_eq!(
+        (ts.events, ts.duplicates, ts.quarantine),
+        (t.events, t.duplicates, t.quarantine)
+    );
     assert_eq!(ts.duplicates, g.duplicates);
     assert_eq!(small.json("SELECT event_type, count(*) AS n, count(DISTINCT user_id) AS u FROM events GROUP BY 1 ORDER BY 1"), answers);
-    assert_eq!(small.scalar("SELECT sum(length(event_id)) FROM events"), ids);
-    assert_eq!(std::fs::read_dir(small.path().join("spill")).unwrap().count(), 0, "spill files are removed");
+    assert_eq!(
+        small.scalar("SELECT sum(length(event_id)) FROM events"),
+        ids
+    );
+    assert_eq!(
+        std::fs::read_dir(small.path().join("spill"))
+            .unwrap()
+            .count(),
+        0,
+        "spill files are removed"
+    );
 }
 
 #[test]
@@ -249,8 +337,19 @@ fn raw_zone_holds_no_plaintext() {
     let mut checked = 0;
     for entry in walk(&lake_dir) {
         let bytes = std::fs::read(&entry).unwrap();
-        assert!(bytes.starts_with(b"BTCENV01"), "{} is not encrypted", entry.display());
-        for needle in ["u-00", "screen_view", "event_type", "logStreamName", "ios/prod", "Exception"] {
+        assert!(
+            bytes.starts_with(b"BTCENV01"),
+            "{} is not encrypted",
+            entry.display()
+        );
+        for needle in [
+            "u-00",
+            "screen_view",
+            "event_type",
+            "logStreamName",
+            "ios/prod",
+            "Exception",
+        ] {
             assert!(
                 !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
                 "{} contains {needle:?}",
@@ -292,7 +391,10 @@ fn wrong_or_missing_key_fails_clearly() {
     std::fs::write(&key, "ab".repeat(32)).unwrap();
     let e = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap_err();
     assert!(e.to_string().contains("wrong key"), "{e}");
-    assert!(e.to_string().contains("raw/dt=2026-11-02"), "names the object: {e}");
+    assert!(
+        e.to_string().contains("raw/dt=2026-11-02"),
+        "names the object: {e}"
+    );
 
     std::fs::remove_file(&key).unwrap();
     let e = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap_err();
@@ -308,16 +410,26 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
     let env = Env::new();
     let logs = env.path().join("logs");
     let ok = envelope(day().start_ms() + 10, 1, "hello", "s", "1");
-    std::fs::write(logs.join("good.jsonl"), format!("{ok}\nnot json\n{{\"timestamp\":\"x\"}}\n\n")).unwrap();
+    std::fs::write(
+        logs.join("good.jsonl"),
+        format!("{ok}\nnot json\n{{\"timestamp\":\"x\"}}\n\n"),
+    )
+    .unwrap();
     let e = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap();
     assert_eq!((e.selected, e.malformed), (1, 2));
 
-    std::fs::write(logs.join("broken.jsonl.gz"), b"\x1f\x8b\x08\x00garbage-not-gzip").unwrap();
+    std::fs::write(
+        logs.join("broken.jsonl.gz"),
+        b"\x1f\x8b\x08\x00garbage-not-gzip",
+    )
+    .unwrap();
     let err = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap_err();
     assert!(err.to_string().contains("broken.jsonl.gz"), "{err}");
     assert_eq!(err.exit_code(), 1);
     // The previous raw run is still the published one.
-    let m = Manifest::load(&env.lake(), "extract", day()).unwrap().unwrap();
+    let m = Manifest::load(&env.lake(), "extract", day())
+        .unwrap()
+        .unwrap();
     assert_eq!(m.outputs["raw"].rows, 1);
 }
 
@@ -333,26 +445,59 @@ fn named_queries_answer_the_stakeholders() {
         let out = bitacora_query::named(&env.config, q.name, None).unwrap();
         assert!(out.num_rows() > 0, "{} returned no rows", q.name);
     }
-    let dau = env.json(&bitacora_query::named::find("daily_active_users").unwrap().sql(Some(day()), None));
+    let dau = env.json(
+        &bitacora_query::named::find("daily_active_users")
+            .unwrap()
+            .sql(Some(day()), None),
+    );
     assert_eq!(dau.len(), 1);
     assert_eq!(
         dau[0]["active_users"].as_i64().unwrap(),
-        env.scalar(&format!("SELECT count(DISTINCT user_id) FROM events WHERE dt = '{DAY}'"))
+        env.scalar(&format!(
+            "SELECT count(DISTINCT user_id) FROM events WHERE dt = '{DAY}'"
+        ))
     );
-    let rates = env.json(&bitacora_query::named::find("error_rate_by_version").unwrap().sql(None, None));
-    assert_eq!(rates[0]["app_version"], "3.2.0", "the buggy release leads: {rates:?}");
-    let p95 = env.json(&bitacora_query::named::find("p95_latency_by_platform").unwrap().sql(None, None));
+    let rates = env.json(
+        &bitacora_query::named::find("error_rate_by_version")
+            .unwrap()
+            .sql(None, None),
+    );
+    assert_eq!(
+        rates[0]["app_version"], "3.2.0",
+        "the buggy release leads: {rates:?}"
+    );
+    let p95 = env.json(
+        &bitacora_query::named::find("p95_latency_by_platform")
+            .unwrap()
+            .sql(None, None),
+    );
     let by: std::collections::HashMap<&str, f64> = p95
         .iter()
-        .map(|r| (r["platform"].as_str().unwrap(), r["p95_ms"].as_f64().unwrap()))
+        .map(|r| {
+            (
+                r["platform"].as_str().unwrap(),
+                r["p95_ms"].as_f64().unwrap(),
+            )
+        })
         .collect();
     assert!(by["android"] > by["ios"]);
-    let wow = env.json(&bitacora_query::named::find("week_over_week").unwrap().sql(Some(day()), None));
+    let wow = env.json(
+        &bitacora_query::named::find("week_over_week")
+            .unwrap()
+            .sql(Some(day()), None),
+    );
     assert_eq!(wow.len(), 4);
     assert_eq!(wow[0]["metric"], "events");
-    let this_week = env.scalar(&format!("SELECT count(*) FROM events WHERE dt > '{}'", day().add_days(-7)));
+    let this_week = env.scalar(&format!(
+        "SELECT count(*) FROM events WHERE dt > '{}'",
+        day().add_days(-7)
+    ));
     assert_eq!(wow[0]["this_week"].as_i64().unwrap(), this_week);
-    let top = env.json(&bitacora_query::named::find("top_error_codes").unwrap().sql(Some(day()), None));
+    let top = env.json(
+        &bitacora_query::named::find("top_error_codes")
+            .unwrap()
+            .sql(Some(day()), None),
+    );
     assert!(top.len() <= 10 && !top.is_empty());
 }
 
@@ -371,7 +516,13 @@ fn partitions_are_pruned_and_queries_are_read_only() {
         lake.put(&f.path, b"not parquet".to_vec()).unwrap();
     }
     assert!(env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'")) > 0);
-    assert!(bitacora_query::query(&env.config, "SELECT count(*) FROM events WHERE user_id IS NOT NULL").is_err());
+    assert!(
+        bitacora_query::query(
+            &env.config,
+            "SELECT count(*) FROM events WHERE user_id IS NOT NULL"
+        )
+        .is_err()
+    );
 
     for sql in [
         "DROP TABLE events",
@@ -391,7 +542,11 @@ fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let p = dir.join(name);
-    assert!(p.exists(), "{} is missing: build the workspace binaries first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace binaries first",
+        p.display()
+    );
     p
 }
 
@@ -408,7 +563,11 @@ fn run_bin(name: &str, args: &[&str], env: &Env) -> Output {
 fn one_json(out: &Output) -> Value {
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     let lines: Vec<&str> = stdout.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "exactly one JSON line on stdout, got {stdout:?}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one JSON line on stdout, got {stdout:?}"
+    );
     serde_json::from_str(lines[0]).unwrap()
 }
 
@@ -421,48 +580,115 @@ fn cli_contract() {
 
     for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
         let out = run_bin(step, &["--config", cfg, "--date", DAY], &env);
-        assert_eq!(out.status.code(), Some(0), "{step}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{step}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report = one_json(&out);
         assert_eq!(report["status"], "ok");
         assert_eq!(report["date"], DAY);
     }
-    let out = run_bin("bitacora-query", &["--config", cfg, "--format", "json", "SELECT count(*) AS n FROM events"], &env);
+    let out = run_bin(
+        "bitacora-query",
+        &[
+            "--config",
+            cfg,
+            "--format",
+            "json",
+            "SELECT count(*) AS n FROM events",
+        ],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(0));
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 1);
     assert!(rows[0]["n"].as_i64().unwrap() > 900);
 
-    let out = run_bin("bitacora-query", &["--config", cfg, "--format", "csv", "--named", "daily_active_users"], &env);
+    let out = run_bin(
+        "bitacora-query",
+        &[
+            "--config",
+            cfg,
+            "--format",
+            "csv",
+            "--named",
+            "daily_active_users",
+        ],
+        &env,
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.starts_with("dt,active_users,events,sessions\n"), "{text}");
+    assert!(
+        text.starts_with("dt,active_users,events,sessions\n"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 2);
-    let out = run_bin("bitacora-query", &["--config", cfg, "--named", "top_error_codes", "--date", DAY], &env);
-    assert!(String::from_utf8(out.stdout).unwrap().contains("| error_code"));
+    let out = run_bin(
+        "bitacora-query",
+        &["--config", cfg, "--named", "top_error_codes", "--date", DAY],
+        &env,
+    );
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("| error_code")
+    );
     let out = run_bin("bitacora-query", &["--list", "--format", "json"], &env);
     let list: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list.len(), bitacora_query::NAMED.len());
 
     // Failure: exit 1, one JSON error object, a one-line reason on stderr.
-    let out = run_bin("bitacora-transform", &["--config", cfg, "--date", "2020-01-01"], &env);
+    let out = run_bin(
+        "bitacora-transform",
+        &["--config", cfg, "--date", "2020-01-01"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = one_json(&out);
     assert_eq!(err["status"], "error");
-    assert!(err["error"].as_str().unwrap().contains("bitacora-extract --date 2020-01-01"));
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("bitacora-extract --date 2020-01-01")
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(stderr.lines().filter(|l| l.contains("error:")).count(), 1, "{stderr}");
-    let out = run_bin("bitacora-query", &["--config", cfg, "DROP TABLE events"], &env);
+    assert_eq!(
+        stderr.lines().filter(|l| l.contains("error:")).count(),
+        1,
+        "{stderr}"
+    );
+    let out = run_bin(
+        "bitacora-query",
+        &["--config", cfg, "DROP TABLE events"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(one_json(&out)["error"].as_str().unwrap().contains("read-only"));
+    assert!(
+        one_json(&out)["error"]
+            .as_str()
+            .unwrap()
+            .contains("read-only")
+    );
 
     // Bad usage and bad configuration: exit 2, naming what is wrong.
     let out = run_bin("bitacora-extract", &["--config", cfg], &env);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(one_json(&out)["error_kind"], "usage");
-    let out = run_bin("bitacora-extract", &["--config", cfg, "--date", "2026-02-30"], &env);
+    let out = run_bin(
+        "bitacora-extract",
+        &["--config", cfg, "--date", "2026-02-30"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
     let bad = env.path().join("bad.toml");
     std::fs::write(&bad, "[transform]\nrows_per_file = \"lots\"\n").unwrap();
-    let out = run_bin("bitacora-transform", &["--config", bad.to_str().unwrap(), "--date", DAY], &env);
+    let out = run_bin(
+        "bitacora-transform",
+        &["--config", bad.to_str().unwrap(), "--date", DAY],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("transform.rows_per_file"));
     let out = Command::new(bin("bitacora-catalog"))
@@ -472,7 +698,11 @@ fn cli_contract() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("catalog.kind"));
-    let out = run_bin("bitacora-query", &["--config", "/nonexistent.toml", "SELECT 1"], &env);
+    let out = run_bin(
+        "bitacora-query",
+        &["--config", "/nonexistent.toml", "SELECT 1"],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -510,10 +740,17 @@ fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
                 killed += 1;
             }
             child.wait().unwrap();
-            assert_eq!(count(&env), before, "readable after killing {step} at {delay} ms");
+            assert_eq!(
+                count(&env),
+                before,
+                "readable after killing {step} at {delay} ms"
+            );
         }
     }
-    assert!(killed >= 3, "the steps finished before being killed: make the day larger");
+    assert!(
+        killed >= 3,
+        "the steps finished before being killed: make the day larger"
+    );
     for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
         let out = run_bin(step, &["--config", cfg, "--date", DAY], &env);
         assert_eq!(out.status.code(), Some(0), "{step} after kills");

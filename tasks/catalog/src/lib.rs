@@ -13,7 +13,9 @@ use bitacora_core::catalog::{Catalog, Change, Column, Partition, StorageDescript
 use bitacora_core::config::CatalogKind;
 use bitacora_core::lake::Lake;
 use bitacora_core::manifest::Manifest;
-use bitacora_core::schema::{EVENTS_TABLE, PARTITION_COLUMN, QUARANTINE_TABLE, hive_type, table_schema};
+use bitacora_core::schema::{
+    EVENTS_TABLE, PARTITION_COLUMN, QUARANTINE_TABLE, hive_type, table_schema,
+};
 use bitacora_core::{Config, Day, Error, Result};
 use serde::Serialize;
 
@@ -34,7 +36,8 @@ pub fn open(config: &Config, lake: &Lake) -> Result<Box<dyn Catalog>> {
 
 /// The definition of a curated table.
 pub fn table_definition(database: &str, name: &str, lake: &Lake) -> Result<Table> {
-    let schema = table_schema(name).ok_or_else(|| Error::Catalog(format!("unknown table {name}")))?;
+    let schema =
+        table_schema(name).ok_or_else(|| Error::Catalog(format!("unknown table {name}")))?;
     let columns = schema
         .fields()
         .iter()
@@ -52,7 +55,9 @@ pub fn table_definition(database: &str, name: &str, lake: &Lake) -> Result<Table
         database: database.into(),
         name: name.into(),
         description: match name {
-            EVENTS_TABLE => "Normalised, deduplicated mobile-app events, one partition per UTC day".into(),
+            EVENTS_TABLE => {
+                "Normalised, deduplicated mobile-app events, one partition per UTC day".into()
+            }
             _ => "Records that could not be trusted, with the reason".into(),
         },
         table_type: "EXTERNAL_TABLE".into(),
@@ -140,7 +145,8 @@ pub fn run(config: &Config, params: &CatalogParams) -> Result<CatalogReport> {
         parameters.insert("run_id".into(), manifest.run_id.clone());
         parameters.insert(
             "file_list".into(),
-            serde_json::to_string(&file_list).map_err(|e| Error::external("encode file list", e))?,
+            serde_json::to_string(&file_list)
+                .map_err(|e| Error::external("encode file list", e))?,
         );
         let location = lake.url_of(&format!("{}/", out.location));
         let partition = Partition {

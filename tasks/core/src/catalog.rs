@@ -37,7 +37,8 @@ impl StorageDescriptor {
             location,
             input_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
             output_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
-            serialization_library: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+            serialization_library: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                .into(),
         }
     }
 }
@@ -68,7 +69,10 @@ pub struct Partition {
 
 impl Partition {
     pub fn rows(&self) -> u64 {
-        self.parameters.get("rows").and_then(|v| v.parse().ok()).unwrap_or(0)
+        self.parameters
+            .get("rows")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
     }
 }
 
@@ -93,7 +97,12 @@ pub trait Catalog: Send + Sync {
     fn list_tables(&self, database: &str) -> Result<Vec<Table>>;
     /// Creates the partition, or updates it when it differs (never a crawler, never a repair).
     fn put_partition(&self, database: &str, table: &str, partition: &Partition) -> Result<Change>;
-    fn get_partition(&self, database: &str, table: &str, values: &[String]) -> Result<Option<Partition>>;
+    fn get_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+    ) -> Result<Option<Partition>>;
     /// Every partition of a table, ordered by values.
     fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>>;
 }

@@ -38,7 +38,7 @@ const PATH_KEYS: &[(&str, &str)] = &[
     ("transform", "spill_dir"),
 ];
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub source: SourceConfig,
@@ -226,20 +226,6 @@ impl Default for TransformConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            source: SourceConfig::default(),
-            lake: LakeConfig::default(),
-            encryption: EncryptionConfig::default(),
-            catalog: CatalogConfig::default(),
-            query: QueryConfig::default(),
-            extract: ExtractConfig::default(),
-            transform: TransformConfig::default(),
-        }
-    }
-}
-
 /// Number of worker threads for a `workers` setting (0: one per core).
 pub fn worker_count(setting: usize) -> usize {
     if setting > 0 {
@@ -325,13 +311,24 @@ impl Config {
         serde_path_to_error::deserialize(value).map_err(|e| {
             let key = e.path().to_string();
             let message = e.inner().to_string();
-            let message = message.lines().last().unwrap_or_default().trim().to_string();
+            let message = message
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
             Error::config(if key == "." { "config".into() } else { key }, message)
         })
     }
 
     fn resolve_defaults_against(&mut self, base: &Path) {
-        let join = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let join = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         self.source.path = join(&self.source.path);
         if let Some(k) = &self.encryption.key_file {
             self.encryption.key_file = Some(join(k));
@@ -340,7 +337,9 @@ impl Config {
             self.transform.spill_dir = Some(join(s));
         }
         if !self.lake.root.contains("://") {
-            self.lake.root = join(Path::new(&self.lake.root)).to_string_lossy().into_owned();
+            self.lake.root = join(Path::new(&self.lake.root))
+                .to_string_lossy()
+                .into_owned();
         }
     }
 
@@ -403,10 +402,16 @@ impl Config {
             ));
         }
         let positive = [
-            ("extract.max_object_bytes", self.extract.max_object_bytes as usize),
+            (
+                "extract.max_object_bytes",
+                self.extract.max_object_bytes as usize,
+            ),
             ("transform.rows_per_file", self.transform.rows_per_file),
             ("transform.row_group_rows", self.transform.row_group_rows),
-            ("transform.max_record_bytes", self.transform.max_record_bytes),
+            (
+                "transform.max_record_bytes",
+                self.transform.max_record_bytes,
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -414,7 +419,10 @@ impl Config {
             }
         }
         if !(1..=22).contains(&self.transform.zstd_level) {
-            return Err(Error::config("transform.zstd_level", "must be between 1 and 22"));
+            return Err(Error::config(
+                "transform.zstd_level",
+                "must be between 1 and 22",
+            ));
         }
         Ok(())
     }
@@ -431,7 +439,13 @@ fn parse_table(text: &str) -> std::result::Result<toml::Table, String> {
         e.to_string()
             .lines()
             .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c.is_ascii_digit() || c == '|' || c == ' '))
+            .filter(|l| {
+                !l.is_empty()
+                    && !l.starts_with('|')
+                    && !l
+                        .chars()
+                        .all(|c| c.is_ascii_digit() || c == '|' || c == ' ')
+            })
             .collect::<Vec<_>>()
             .join("; ")
     })
@@ -504,7 +518,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -523,7 +540,10 @@ mod tests {
         std::fs::write(&p, "[source]\npath = \"logs\"\n[lake]\nroot = \"lake\"\n").unwrap();
         let c = Config::load_with_env(
             Some(&p),
-            &env(&[("BITACORA_TRANSFORM_ROWS_PER_FILE", "42"), ("BITACORA_CATALOG_DATABASE", "x")]),
+            &env(&[
+                ("BITACORA_TRANSFORM_ROWS_PER_FILE", "42"),
+                ("BITACORA_CATALOG_DATABASE", "x"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.source.path, dir.path().join("logs"));
@@ -556,7 +576,8 @@ mod tests {
 
     #[test]
     fn missing_file_is_a_config_error() {
-        let e = Config::load_with_env(Some(Path::new("/nonexistent/b.toml")), &env(&[])).unwrap_err();
+        let e =
+            Config::load_with_env(Some(Path::new("/nonexistent/b.toml")), &env(&[])).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("/nonexistent/b.toml"));
     }

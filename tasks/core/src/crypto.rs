@@ -159,11 +159,15 @@ impl KeyProvider for LocalKey {
             object: object.to_string(),
             message: m.to_string(),
         };
-        let raw = B64.decode(wrapped).map_err(|_| bad("corrupt wrapped data key"))?;
+        let raw = B64
+            .decode(wrapped)
+            .map_err(|_| bad("corrupt wrapped data key"))?;
         if raw.len() != 12 + 32 + TAG {
             return Err(bad("corrupt wrapped data key"));
         }
-        let nonce: [u8; 12] = raw[..12].try_into().map_err(|_| bad("corrupt wrapped data key"))?;
+        let nonce: [u8; 12] = raw[..12]
+            .try_into()
+            .map_err(|_| bad("corrupt wrapped data key"))?;
         let mut buf = raw[12..].to_vec();
         self.cipher
             .decrypt_in_place(&nonce.into(), WRAP_AAD, &mut buf)
@@ -233,7 +237,9 @@ impl<W: Write> EncryptingWriter<W> {
             chunk: chunk.max(1),
             buf: Vec::with_capacity(chunk.max(1) + TAG),
         };
-        w.inner.write_all(MAGIC).map_err(|e| Error::io("write", "<object>", e))?;
+        w.inner
+            .write_all(MAGIC)
+            .map_err(|e| Error::io("write", "<object>", e))?;
         w.inner
             .write_all(&(w.header.len() as u32).to_le_bytes())
             .and_then(|_| w.inner.write_all(&w.header))
@@ -391,10 +397,14 @@ impl<R: Read> DecryptingReader<R> {
         if len < TAG || len > self.chunk + TAG {
             return Err(self.fail("corrupt chunk length"));
         }
-        self.plain.resize(len, 0);
-        self.inner
-            .read_exact(&mut self.plain)
+        self.plain.clear();
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.plain)
             .map_err(|_| self.fail("truncated chunk"))?;
+        if got != len {
+            return Err(self.fail("truncated chunk"));
+        }
         let n = nonce(&self.prefix, self.counter, last);
         self.counter = self.counter.wrapping_add(1);
         let mut buf = std::mem::take(&mut self.plain);
@@ -488,7 +498,9 @@ mod tests {
         let k = key(dir.path(), "k");
         let other = key(dir.path(), "other");
         let ct = encrypt(&k, &b"hello world".repeat(100), 64);
-        let e = DecryptingReader::new(&ct[..], &other, "raw/x").err().unwrap();
+        let e = DecryptingReader::new(&ct[..], &other, "raw/x")
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("wrong key"), "{e}");
 
         let mut flipped = ct.clone();

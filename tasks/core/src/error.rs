@@ -130,10 +130,7 @@ impl Error {
         }
     }
 
-    pub fn external(
-        context: impl Into<String>,
-        source: impl Into<BoxError>,
-    ) -> Self {
+    pub fn external(context: impl Into<String>, source: impl Into<BoxError>) -> Self {
         Error::External {
             context: context.into(),
             source: source.into(),

@@ -58,7 +58,8 @@ impl Lake {
                 let dir = url.to_file_path().map_err(|_| {
                     Error::config("lake.root", format!("{root:?}: file URLs must be absolute"))
                 })?;
-                std::fs::create_dir_all(&dir).map_err(|e| Error::io("create lake folder", &dir, e))?;
+                std::fs::create_dir_all(&dir)
+                    .map_err(|e| Error::io("create lake folder", &dir, e))?;
                 let store = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| Error::Storage {
                         action: "open",
@@ -78,7 +79,10 @@ impl Lake {
             }
             "s3" | "gs" => Err(Error::config(
                 "lake.root",
-                format!("{}:// lakes are not available in this build yet; use a local path or file://", url.scheme()),
+                format!(
+                    "{}:// lakes are not available in this build yet; use a local path or file://",
+                    url.scheme()
+                ),
             )),
             other => Err(Error::config(
                 "lake.root",
@@ -164,11 +168,12 @@ impl Lake {
     /// The immediate sub-folders of a folder (names only).
     pub fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
         let p = ObjPath::from(prefix);
-        let res = block_on(self.store.list_with_delimiter(Some(&p))).map_err(|e| Error::Storage {
-            action: "list",
-            location: self.url_of(prefix),
-            source: e,
-        })?;
+        let res =
+            block_on(self.store.list_with_delimiter(Some(&p))).map_err(|e| Error::Storage {
+                action: "list",
+                location: self.url_of(prefix),
+                source: e,
+            })?;
         let mut dirs: Vec<String> = res
             .common_prefixes
             .iter()
@@ -250,9 +255,14 @@ mod tests {
         .unwrap();
         assert!(lake.root().as_str().starts_with("file:///"));
         assert!(lake.root().as_str().ends_with("/lake/"));
-        lake.put("a/dt=1/run=x/f1", Bytes::from_static(b"one")).unwrap();
-        lake.put("a/dt=1/run=y/f2", Bytes::from_static(b"two")).unwrap();
-        assert_eq!(lake.get("a/dt=1/run=x/f1").unwrap(), Bytes::from_static(b"one"));
+        lake.put("a/dt=1/run=x/f1", Bytes::from_static(b"one"))
+            .unwrap();
+        lake.put("a/dt=1/run=y/f2", Bytes::from_static(b"two"))
+            .unwrap();
+        assert_eq!(
+            lake.get("a/dt=1/run=x/f1").unwrap(),
+            Bytes::from_static(b"one")
+        );
         assert_eq!(lake.get_opt("nope").unwrap(), None);
         assert_eq!(lake.list("a").unwrap().len(), 2);
         assert_eq!(lake.list_dirs("a/dt=1").unwrap(), vec!["run=x", "run=y"]);
@@ -262,7 +272,10 @@ mod tests {
 
     #[test]
     fn unsupported_roots_are_config_errors() {
-        let e = Lake::open(&LakeConfig { root: "ftp://x/y".into() }).unwrap_err();
+        let e = Lake::open(&LakeConfig {
+            root: "ftp://x/y".into(),
+        })
+        .unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("lake.root"));
     }

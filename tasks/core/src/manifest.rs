@@ -91,13 +91,15 @@ impl Manifest {
     /// Publishes this manifest (atomically replacing the previous one), then removes the folders
     /// of runs older than the one it replaces, and orphans of killed runs.
     pub fn publish(&self, lake: &Lake, previous: Option<&Manifest>) -> Result<()> {
-        let body = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::external("encode manifest", e))?;
+        let body =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::external("encode manifest", e))?;
         lake.put(&layout::manifest(&self.step, self.date), body)?;
         for table in self.outputs.keys() {
             let dir = layout::partition_dir(table, self.date);
             for run in lake.list_dirs(&dir)? {
-                let Some(id) = run.strip_prefix("run=") else { continue };
+                let Some(id) = run.strip_prefix("run=") else {
+                    continue;
+                };
                 let keep = id == self.run_id || previous.is_some_and(|p| p.run_id == id);
                 if !keep {
                     lake.delete_prefix(&format!("{dir}/{run}"))?;

@@ -80,7 +80,11 @@ impl Normalizer {
     }
 
     /// Normalises an already decoded envelope (the streaming path).
-    pub fn normalize_envelope<'a>(&'a self, envelope: &'a Envelope<'a>, raw: &'a str) -> Normalized<'a> {
+    pub fn normalize_envelope<'a>(
+        &'a self,
+        envelope: &'a Envelope<'a>,
+        raw: &'a str,
+    ) -> Normalized<'a> {
         if raw.len() > self.max_record_bytes {
             return Err(self.oversize(raw, Some(envelope)));
         }
@@ -122,14 +126,17 @@ impl Normalizer {
         cw_event_id: Cow<'a, str>,
         raw: Cow<'a, str>,
     ) -> Normalized<'a> {
-        let reject = |reason: Reason, detail: String, log_stream: Cow<'a, str>, id: Cow<'a, str>, raw| Rejected {
-            reason,
-            detail,
-            log_stream: Some(log_stream),
-            source_event_id: Some(id),
-            source_timestamp: Some(timestamp.saturating_mul(1000)),
-            raw,
-        };
+        let reject =
+            |reason: Reason, detail: String, log_stream: Cow<'a, str>, id: Cow<'a, str>, raw| {
+                Rejected {
+                    reason,
+                    detail,
+                    log_stream: Some(log_stream),
+                    source_event_id: Some(id),
+                    source_timestamp: Some(timestamp.saturating_mul(1000)),
+                    raw,
+                }
+            };
         let mut event = Event {
             event_id: cw_event_id.clone(),
             event_time: timestamp.saturating_mul(1000),
@@ -239,7 +246,10 @@ fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> FieldError {
     )
 }
 
-fn str_field<'a>(field: &str, raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, FieldError> {
+fn str_field<'a>(
+    field: &str,
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, FieldError> {
     let Some(raw) = raw else { return Ok(None) };
     let text = raw.get();
     if text == "null" {
@@ -316,8 +326,27 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
     Ok(())
 }
 
-/// `props` plus unknown keys, as a canonical JSON object (sorted keys; `props` wins on a clash).
-fn properties(props: Option<&RawValue>, unknown: &[(Cow<'_, str>, &RawValue)]) -> Result<Option<String>, FieldError> {
+/// `props` plus unknown keys as a JSON object: `props` text as sent when there are no unknown keys,
+/// else a merged object with sorted keys (`props` wins on a clash).
+fn properties(
+    props: Option<&RawValue>,
+    unknown: &[(Cow<'_, str>, &RawValue)],
+) -> Result<Option<String>, FieldError> {
+    // The common case: `props` alone, already a compact object (what apps send) — keep its text.
+    if unknown.is_empty()
+        && let Some(raw) = props
+    {
+        let text = raw.get();
+        if text == "null" {
+            return Ok(None);
+        }
+        if !text.starts_with('{') {
+            return Err(wrong_type("props", "an object", raw));
+        }
+        if !text.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Ok(Some(text.to_string()));
+        }
+    }
     let mut map = match props {
         None => serde_json::Map::new(),
         Some(raw) if raw.get() == "null" => serde_json::Map::new(),
@@ -388,7 +417,10 @@ mod tests {
 
     #[test]
     fn plain_text_becomes_text_row() {
-        let e = norm(&line("Fatal Exception: java.lang.NullPointerException\n\tat Foo")).unwrap();
+        let e = norm(&line(
+            "Fatal Exception: java.lang.NullPointerException\n\tat Foo",
+        ))
+        .unwrap();
         assert_eq!(e.event_type.as_deref(), Some("text"));
         assert_eq!(e.event_id, "3741");
         assert_eq!(e.event_time, 1_761_998_400_000_000);
@@ -442,7 +474,10 @@ mod tests {
 
     #[test]
     fn escaped_strings_are_unescaped() {
-        let e = norm(&line(r#"{"event_type":"tap","device_model":"Pixel \"8\""}"#)).unwrap();
+        let e = norm(&line(
+            r#"{"event_type":"tap","device_model":"Pixel \"8\""}"#,
+        ))
+        .unwrap();
         assert_eq!(e.device_model.as_deref(), Some("Pixel \"8\""));
     }
 }

@@ -8,7 +8,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub fn enabled() -> bool {
     std::io::stderr().is_terminal()
         && std::env::var_os("CI").is_none()
-        && std::env::var("BITACORA_PROGRESS").map(|v| v != "0").unwrap_or(true)
+        && std::env::var("BITACORA_PROGRESS")
+            .map(|v| v != "0")
+            .unwrap_or(true)
 }
 
 /// A progress bar counting `len` units of `what`; hidden when [`enabled`] is false.
@@ -17,9 +19,11 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
     if enabled() {
         pb.set_draw_target(ProgressDrawTarget::stderr());
         pb.set_style(
-            ProgressStyle::with_template("{spinner} {msg:<12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg:<12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         pb.set_message(what.to_string());
     }

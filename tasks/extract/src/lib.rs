@@ -77,7 +77,11 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let codec = RawCodec::from_config(config, true)?;
     let day = params.date;
     let units = source.plan(day)?;
-    tracing::info!("extract {day}: {} unit(s) from {}", units.len(), source.describe());
+    tracing::info!(
+        "extract {day}: {} unit(s) from {}",
+        units.len(),
+        source.describe()
+    );
 
     let run_id = layout::new_run_id();
     let run_dir = layout::run_dir(layout::RAW, day, &run_id);
@@ -108,7 +112,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
                         if cancelled.load(Ordering::Relaxed) {
                             break;
                         }
-                        let Some(unit) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
+                        let Some(unit) =
+                            queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
                         else {
                             break;
                         };
@@ -164,7 +169,10 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if stats.selected == 0 {
-        tracing::warn!("extract {day}: no events of this day in {}", source.describe());
+        tracing::warn!(
+            "extract {day}: no events of this day in {}",
+            source.describe()
+        );
     }
 
     let previous = Manifest::load(&lake, STEP, day)?;
@@ -172,7 +180,9 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let mut manifest = Manifest::new(STEP, day, &run_id);
     manifest.stats.insert("selected".into(), stats.selected);
     manifest.stats.insert("scanned".into(), stats.scanned);
-    manifest.stats.insert("outside_window".into(), stats.outside_window);
+    manifest
+        .stats
+        .insert("outside_window".into(), stats.outside_window);
     manifest.stats.insert("malformed".into(), stats.malformed);
     let report = ExtractReport {
         step: STEP,
@@ -218,7 +228,8 @@ struct Shared<'a> {
 impl Shared<'_> {
     fn store(&self, writer: RawWriter) -> Result<FileEntry> {
         let rows = writer.lines();
-        self.plain_bytes.fetch_add(writer.plain_bytes(), Ordering::Relaxed);
+        self.plain_bytes
+            .fetch_add(writer.plain_bytes(), Ordering::Relaxed);
         let bytes = writer.finish()?;
         let n = self.next_object.fetch_add(1, Ordering::Relaxed);
         let path = format!("{}/part-{n:05}.{}", self.run_dir, self.codec.extension());

@@ -106,8 +106,11 @@ pub fn generate(params: &GenerateParams) -> Result<GenerateReport> {
     let per_stream: Vec<u64> = (0..n)
         .map(|i| params.events / n + u64::from(i < params.events % n))
         .collect();
-    let workers = std::thread::available_parallelism().map(|p| p.get()).unwrap_or(2);
-    let mut results: Vec<Option<Result<StreamReport>>> = (0..params.streams).map(|_| None).collect();
+    let workers = std::thread::available_parallelism()
+        .map(|p| p.get())
+        .unwrap_or(2);
+    let mut results: Vec<Option<Result<StreamReport>>> =
+        (0..params.streams).map(|_| None).collect();
     std::thread::scope(|s| {
         let mut handles = Vec::new();
         for w in 0..workers {
@@ -149,7 +152,11 @@ pub fn generate(params: &GenerateParams) -> Result<GenerateReport> {
 
 /// The platform, name and file of stream `i`.
 fn stream_identity(params: &GenerateParams, i: usize) -> (&'static str, String, PathBuf) {
-    let platform = if i % 2 == 0 { "ios" } else { "android" };
+    let platform = if i.is_multiple_of(2) {
+        "ios"
+    } else {
+        "android"
+    };
     let name = format!("{platform}/prod/pod-{i:02}");
     let d = params.date.date();
     let ext = if i % 2 == 1 { "jsonl.gz" } else { "jsonl" };
@@ -198,7 +205,7 @@ struct Message {
 
 enum Out {
     Plain(BufWriter<File>),
-    Gz(flate2::write::GzEncoder<BufWriter<File>>),
+    Gz(Box<flate2::write::GzEncoder<BufWriter<File>>>),
 }
 
 impl Out {
@@ -211,7 +218,7 @@ impl Out {
     fn finish(self) -> std::io::Result<()> {
         match self {
             Out::Plain(mut w) => w.flush(),
-            Out::Gz(w) => w.finish()?.flush(),
+            Out::Gz(w) => (*w).finish()?.flush(),
         }
     }
 }
@@ -224,13 +231,17 @@ fn write_stream(params: &GenerateParams, i: usize, in_day: u64) -> Result<Stream
     let file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
     let buf = BufWriter::with_capacity(1 << 20, file);
     let mut out = if path.extension().is_some_and(|e| e == "gz") {
-        Out::Gz(flate2::write::GzEncoder::new(buf, flate2::Compression::fast()))
+        Out::Gz(Box::new(flate2::write::GzEncoder::new(
+            buf,
+            flate2::Compression::fast(),
+        )))
     } else {
         Out::Plain(buf)
     };
     let day_seed = params.seed ^ (params.date.start_ms() as u64).rotate_left(17);
     let mut rng = Rng::new(day_seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i as u64 + 1));
-    let users = (params.events / 20).clamp(50, 2_000_000);
+    // A user base several times the day's events: a skewed few are very active, many are not.
+    let users = (params.events / 4).clamp(50, 20_000_000);
     let mut report = StreamReport {
         file: path.display().to_string(),
         ..Default::default()
@@ -269,7 +280,8 @@ fn write_stream(params: &GenerateParams, i: usize, in_day: u64) -> Result<Stream
                 (ctx.malformed_message(ts), Kind::Malformed)
             } else {
                 let m = ctx.event(ts);
-                let text = serde_json::to_string(&m).map_err(|e| Error::external("encode message", e))?;
+                let text =
+                    serde_json::to_string(&m).map_err(|e| Error::external("encode message", e))?;
                 // Only events with an app event_id can be recognised as retried deliveries.
                 if m.event_id.is_some() {
                     if recent.len() == 64 {
@@ -288,9 +300,12 @@ fn write_stream(params: &GenerateParams, i: usize, in_day: u64) -> Result<Stream
                 event_id: &event_id,
             };
             line.clear();
-            serde_json::to_writer(&mut line, &env).map_err(|e| Error::external("encode event", e))?;
+            serde_json::to_writer(&mut line, &env)
+                .map_err(|e| Error::external("encode event", e))?;
             line.push(b'\n');
-            out.w().write_all(&line).map_err(|e| Error::io("write", &path, e))?;
+            out.w()
+                .write_all(&line)
+                .map_err(|e| Error::io("write", &path, e))?;
             report.records += 1;
             report.bytes += line.len() as u64;
             if inside {
@@ -327,13 +342,20 @@ struct StreamCtx<'a> {
 impl StreamCtx<'_> {
     fn event(&mut self, ts: i64) -> Message {
         let r = &mut *self.rng;
-        let user = r.below(self.users);
+        let x = r.unit();
+        let user = ((x * x * x) * self.users as f64) as u64;
         let event_type = vocab::pick(r, vocab::EVENT_TYPES);
         let app_version = vocab::pick(r, vocab::APP_VERSIONS);
         let (os_version, device_model) = if self.platform == "ios" {
-            (vocab::pick(r, vocab::IOS_VERSIONS), vocab::pick(r, vocab::IOS_DEVICES))
+            (
+                vocab::pick(r, vocab::IOS_VERSIONS),
+                vocab::pick(r, vocab::IOS_DEVICES),
+            )
         } else {
-            (vocab::pick(r, vocab::ANDROID_VERSIONS), vocab::pick(r, vocab::ANDROID_DEVICES))
+            (
+                vocab::pick(r, vocab::ANDROID_VERSIONS),
+                vocab::pick(r, vocab::ANDROID_DEVICES),
+            )
         };
         // 3.2.0 shipped a bug: more errors, slower calls.
         let buggy = app_version == "3.2.0";
@@ -344,7 +366,11 @@ impl StreamCtx<'_> {
         let mut props = serde_json::Map::new();
         let event_type = match event_type {
             "api_call" => {
-                let base = if self.platform == "android" { 140.0 } else { 110.0 };
+                let base = if self.platform == "android" {
+                    140.0
+                } else {
+                    110.0
+                };
                 let slow = if buggy { 1.4 } else { 1.0 };
                 let l = (base * slow * (r.normal() * 0.6).exp()) as i64 + 5;
                 latency_ms = Some(l);
@@ -381,7 +407,11 @@ impl StreamCtx<'_> {
             }
         };
         let client_delay = r.below(2_000) as i64;
-        let event_id = if r.unit() < 0.01 { None } else { Some(r.uuid()) };
+        let event_id = if r.unit() < 0.01 {
+            None
+        } else {
+            Some(r.uuid())
+        };
         Message {
             event_id,
             ts: rfc3339(ts - client_delay),
@@ -447,6 +477,9 @@ mod tests {
         }
         assert!(a.files.iter().any(|f| f.ends_with(".jsonl.gz")));
         let c = generate(&GenerateParams::new(day, 5_000, dir.path().join("c"), 8)).unwrap();
-        assert_ne!(std::fs::read(&a.files[0]).unwrap(), std::fs::read(&c.files[0]).unwrap());
+        assert_ne!(
+            std::fs::read(&a.files[0]).unwrap(),
+            std::fs::read(&c.files[0]).unwrap()
+        );
     }
 }

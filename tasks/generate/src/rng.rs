@@ -51,7 +51,10 @@ impl Rng {
     pub fn cloudwatch_id(&mut self) -> String {
         let mut s = String::with_capacity(56);
         while s.len() < 56 {
-            s.push_str(&format!("{:019}", self.next_u64() % 10_000_000_000_000_000_000));
+            s.push_str(&format!(
+                "{:019}",
+                self.next_u64() % 10_000_000_000_000_000_000
+            ));
         }
         s.truncate(56);
         s

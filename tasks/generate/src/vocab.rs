@@ -26,10 +26,16 @@ pub const EVENT_TYPES: &[(&str, u32)] = &[
     ("error", 5),
 ];
 
-pub const APP_VERSIONS: &[(&str, u32)] = &[("3.1.0", 15), ("3.1.1", 35), ("3.2.0", 30), ("3.2.1", 20)];
+pub const APP_VERSIONS: &[(&str, u32)] =
+    &[("3.1.0", 15), ("3.1.1", 35), ("3.2.0", 30), ("3.2.1", 20)];
 pub const IOS_VERSIONS: &[(&str, u32)] = &[("16.7", 15), ("17.6", 45), ("18.1", 40)];
 pub const ANDROID_VERSIONS: &[(&str, u32)] = &[("12", 20), ("13", 30), ("14", 35), ("15", 15)];
-pub const IOS_DEVICES: &[(&str, u32)] = &[("iPhone12,1", 15), ("iPhone14,5", 30), ("iPhone15,2", 35), ("iPhone16,1", 20)];
+pub const IOS_DEVICES: &[(&str, u32)] = &[
+    ("iPhone12,1", 15),
+    ("iPhone14,5", 30),
+    ("iPhone15,2", 35),
+    ("iPhone16,1", 20),
+];
 pub const ANDROID_DEVICES: &[(&str, u32)] = &[
     ("Pixel 7", 15),
     ("Pixel 8", 15),
@@ -47,7 +53,14 @@ pub const COUNTRIES: &[(&str, u32)] = &[
     ("US", 10),
     ("BR", 8),
 ];
-pub const SCREENS: &[(&str, u32)] = &[("home", 40), ("search", 20), ("product", 20), ("cart", 10), ("checkout", 5), ("profile", 5)];
+pub const SCREENS: &[(&str, u32)] = &[
+    ("home", 40),
+    ("search", 20),
+    ("product", 20),
+    ("cart", 10),
+    ("checkout", 5),
+    ("profile", 5),
+];
 pub const ENDPOINTS: &[(&str, u32)] = &[
     ("/v1/feed", 40),
     ("/v1/search", 20),
@@ -79,8 +92,20 @@ pub fn plain_text(r: &mut Rng, ts: i64) -> String {
             "Fatal Exception: java.lang.IllegalStateException: Fragment not attached\n\tat com.shop.app.ui.ProductFragment.onResume(ProductFragment.kt:{})\n\tat androidx.fragment.app.Fragment.performResume(Fragment.java:3180)",
             100 + r.below(300)
         ),
-        1 => format!("[OkHttp] --> GET https://api.shop.example/v1/feed?page={} (took {}ms)", r.below(20), r.below(900)),
-        2 => format!("objc[{}]: Class _TtC4Shop12CartObserver is implemented in both ShopKit and Shop. One of the two will be used.", r.below(60_000)),
-        _ => format!("GC freed {}KB AllocSpace objects, {}% free at {}", r.below(9_000), r.below(60), ts % 100_000),
+        1 => format!(
+            "[OkHttp] --> GET https://api.shop.example/v1/feed?page={} (took {}ms)",
+            r.below(20),
+            r.below(900)
+        ),
+        2 => format!(
+            "objc[{}]: Class _TtC4Shop12CartObserver is implemented in both ShopKit and Shop. One of the two will be used.",
+            r.below(60_000)
+        ),
+        _ => format!(
+            "GC freed {}KB AllocSpace objects, {}% free at {}",
+            r.below(9_000),
+            r.below(60),
+            ts % 100_000
+        ),
     }
 }

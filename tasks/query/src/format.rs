@@ -21,7 +21,9 @@ impl FromStr for Format {
             "table" => Ok(Format::Table),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
-            other => Err(Error::Usage(format!("unknown format {other:?} (table, csv, json)"))),
+            other => Err(Error::Usage(format!(
+                "unknown format {other:?} (table, csv, json)"
+            ))),
         }
     }
 }
@@ -52,9 +54,12 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<String> {
         Format::Csv => {
             let mut buf = Vec::new();
             {
-                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(&mut buf);
+                let mut w = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut buf);
                 if batches.is_empty() {
-                    w.write(&RecordBatch::new_empty(output.schema.clone())).map_err(err("csv"))?;
+                    w.write(&RecordBatch::new_empty(output.schema.clone()))
+                        .map_err(err("csv"))?;
                 }
                 for b in batches {
                     w.write(b).map_err(err("csv"))?;

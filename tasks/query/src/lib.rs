@@ -59,6 +59,10 @@ pub fn query(config: &Config, sql: &str) -> Result<QueryOutput> {
 /// Runs a named query for a day (or every day).
 pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutput> {
     let q = named::find(name)?;
-    let latest = if date.is_none() { latest_day(config)? } else { None };
+    let latest = if date.is_none() {
+        latest_day(config)?
+    } else {
+        None
+    };
     query(config, &q.sql(date, latest))
 }

@@ -58,7 +58,9 @@ fn run(args: &Args) -> Result<String> {
     } else {
         let sql = match (&args.sql, &args.file) {
             (Some(s), _) => s.clone(),
-            (None, Some(f)) => std::fs::read_to_string(f).map_err(|e| Error::io("read SQL file", f, e))?,
+            (None, Some(f)) => {
+                std::fs::read_to_string(f).map_err(|e| Error::io("read SQL file", f, e))?
+            }
             (None, None) => {
                 return Err(Error::Usage(
                     "give a SQL statement, --file PATH, --named NAME or --list".into(),

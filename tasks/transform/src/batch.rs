@@ -16,7 +16,11 @@ pub const SRC_ID: &str = "_source_event_id";
 
 /// `events` columns followed by the delivery provenance used by the dedup rule.
 pub fn work_schema() -> SchemaRef {
-    let mut fields: Vec<Field> = events_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = events_schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(SRC_TS, DataType::Int64, false));
     fields.push(Field::new(SRC_ID, DataType::Utf8, false));
     Arc::new(Schema::new(fields))
@@ -61,7 +65,9 @@ impl EventBuilder {
     pub fn new(cap: usize) -> Self {
         EventBuilder {
             schema: work_schema(),
-            strings: (0..STRINGS).map(|_| StringBuilder::with_capacity(cap, cap * 16)).collect(),
+            strings: (0..STRINGS)
+                .map(|_| StringBuilder::with_capacity(cap, cap * 16))
+                .collect(),
             event_time: ts_builder(cap),
             ingest_time: ts_builder(cap),
             latency_ms: Int64Builder::with_capacity(cap),
@@ -183,7 +189,8 @@ impl QuarantineBuilder {
         self.detail.append_value(&r.detail);
         self.log_group.append_value(log_group);
         self.log_stream.append_option(r.log_stream.as_deref());
-        self.source_event_id.append_option(r.source_event_id.as_deref());
+        self.source_event_id
+            .append_option(r.source_event_id.as_deref());
         self.source_timestamp.append_option(r.source_timestamp);
         self.raw.append_value(&r.raw);
         self.len += 1;

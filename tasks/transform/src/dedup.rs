@@ -5,7 +5,6 @@
 //! `(event_type, event_time, event_id)` — a total order, so the output does not depend on how the
 //! input was split between threads — which lets row-group statistics prune filters on time and type.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
@@ -64,16 +63,33 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
             }
         }
     }
-    let mut keep: Vec<RowRef> = best.into_values().collect();
-    keep.sort_unstable_by(|&(ba, ra), &(bb, rb)| {
-        let (a, b) = (&cols[ba], &cols[bb]);
-        let ta = (!a.event_type.is_null(ra)).then(|| a.event_type.value(ra));
-        let tb = (!b.event_type.is_null(rb)).then(|| b.event_type.value(rb));
-        ta.cmp(&tb)
-            .then_with(|| a.time.value(ra).cmp(&b.time.value(rb)))
-            .then_with(|| a.id.value(ra).cmp(b.id.value(rb)))
-            .then(Ordering::Equal)
+    // Order by (event_type, event_time, event_id). Types are few: compare their ranks, and the
+    // (unique) ids only when type and time are equal.
+    let mut types: Vec<Option<&str>> = Vec::new();
+    for c in &cols {
+        for ri in 0..c.event_type.len() {
+            let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+    }
+    types.sort();
+    let rank = |c: &Cols<'_>, ri: usize| -> u32 {
+        let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
+        types.iter().position(|x| *x == t).unwrap_or(0) as u32
+    };
+    let mut keyed: Vec<(u32, i64, RowRef)> = best
+        .into_values()
+        .map(|(bi, ri)| (rank(&cols[bi], ri), cols[bi].time.value(ri), (bi, ri)))
+        .collect();
+    keyed.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| {
+            let ((ba, ra), (bb, rb)) = (a.2, b.2);
+            cols[ba].id.value(ra).cmp(cols[bb].id.value(rb))
+        })
     });
+    let keep: Vec<RowRef> = keyed.into_iter().map(|k| k.2).collect();
     Ok(keep)
 }
 
@@ -84,7 +100,13 @@ mod tests {
     use bitacora_core::model::Event;
     use std::borrow::Cow;
 
-    fn ev(id: &'static str, ty: &'static str, time: i64, src_ts: i64, src_id: &'static str) -> Event<'static> {
+    fn ev(
+        id: &'static str,
+        ty: &'static str,
+        time: i64,
+        src_ts: i64,
+        src_id: &'static str,
+    ) -> Event<'static> {
         Event {
             event_id: Cow::Borrowed(id),
             event_type: Some(Cow::Borrowed(ty)),

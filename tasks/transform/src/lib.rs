@@ -40,6 +40,20 @@ use spill::Bucket;
 
 pub const STEP: &str = "transform";
 
+/// Days of at least twice this many records are written as several files in parallel.
+const PARALLEL_SPLIT_ROWS: u64 = 500_000;
+
+/// Columns with (nearly) one value per row: dictionary encoding would only cost time.
+const EVENTS_PLAIN: &[&str] = &[
+    "event_id",
+    "event_time",
+    "ingest_time",
+    "session_id",
+    "message",
+    "properties",
+];
+const QUARANTINE_PLAIN: &[&str] = &["detail", "source_event_id", "source_timestamp", "raw"];
+
 /// Parameters of one transform run.
 #[derive(Debug, Clone)]
 pub struct TransformParams {
@@ -69,8 +83,10 @@ pub struct TransformReport {
     pub quarantine_reasons: BTreeMap<String, u64>,
     pub files: u64,
     pub bytes: u64,
-    /// Dedup buckets (one per events file); above 1 the day was spilled to disk.
+    /// Dedup buckets (one per events file).
     pub buckets: u64,
+    /// Whether the day was larger than `transform.rows_per_file` and spilled to disk.
+    pub spilled: bool,
     pub events_location: String,
     pub quarantine_location: String,
     pub duration_ms: u64,
@@ -91,12 +107,17 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
     let expected = raw_out.rows;
     let tc = &config.transform;
-    let buckets_n = expected.div_ceil(tc.rows_per_file as u64).max(1) as usize;
+    // Buckets bound memory (at most `rows_per_file` rows each) and are written in parallel; a day
+    // of a few hundred thousand rows is split too, so that both cores write. The split depends only
+    // on the input, so the output files do not depend on the machine.
+    let by_size = expected.div_ceil(tc.rows_per_file as u64).max(1);
+    let buckets_n = by_size.max((expected / PARALLEL_SPLIT_ROWS).min(4)) as usize;
+    let spill = by_size > 1;
     let workers = worker_count(tc.workers);
     let normalizer = Normalizer::new(config.source.log_group.clone(), tc.max_record_bytes);
 
     // Pass 1: parse, normalise, partition.
-    let spill_dir = if buckets_n > 1 {
+    let spill_dir = if spill {
         let base = tc.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
         std::fs::create_dir_all(&base).map_err(|e| Error::io("create spill folder", &base, e))?;
         Some(
@@ -128,8 +149,15 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
             .map(|_| {
                 s.spawn(|| {
                     let r = parse_worker(
-                        &lake, &codec, &normalizer, &queue, &buckets, &quarantine, flush_rows,
-                        &cancelled, &bar,
+                        &lake,
+                        &codec,
+                        &normalizer,
+                        &queue,
+                        &buckets,
+                        &quarantine,
+                        flush_rows,
+                        &cancelled,
+                        &bar,
                     );
                     if r.is_err() {
                         cancelled.store(true, Ordering::Relaxed);
@@ -140,7 +168,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into())))
+            })
             .collect()
     });
     bar.finish_and_clear();
@@ -148,6 +179,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     for r in pass1 {
         read += r?;
     }
+    tracing::debug!(
+        "transform {day}: pass 1 (parse, normalise, partition) {:?}",
+        started.elapsed()
+    );
 
     // Pass 2: dedup and write each bucket.
     let run_id = layout::new_run_id();
@@ -171,15 +206,35 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
                         if i >= buckets_n {
                             break;
                         }
-                        let batches = buckets[i].lock().unwrap_or_else(|p| p.into_inner()).drain()?;
+                        let batches = buckets[i]
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .drain()?;
                         let input: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
                         if input == 0 {
                             continue;
                         }
+                        let t0 = Instant::now();
                         let order = dedup::dedup_and_order(&batches)?;
-                        let props = output::properties(tc.row_group_rows, tc.zstd_level, sorting.clone())?;
-                        let bytes = output::write_rows(&events_schema, &batches, &order, props, tc.row_group_rows)?;
+                        tracing::debug!(
+                            "bucket {i}: dedup and order {input} rows in {:?}",
+                            t0.elapsed()
+                        );
+                        let props = output::properties(
+                            tc.row_group_rows,
+                            tc.zstd_level,
+                            sorting.clone(),
+                            EVENTS_PLAIN,
+                        )?;
+                        let bytes = output::write_rows(
+                            &events_schema,
+                            &batches,
+                            &order,
+                            props,
+                            tc.row_group_rows,
+                        )?;
                         drop(batches);
+                        tracing::debug!("bucket {i}: written at {:?}", t0.elapsed());
                         let path = format!("{events_dir}/part-{i:05}.parquet");
                         let size = bytes.len() as u64;
                         lake.put(&path, bytes)?;
@@ -198,7 +253,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into())))
+            })
             .collect()
     });
     let mut event_files = Vec::new();
@@ -211,9 +269,16 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     }
     event_files.sort_by(|a, b| a.path.cmp(&b.path));
     drop(spill_dir);
+    tracing::debug!(
+        "transform {day}: pass 2 (dedup, order, write) done at {:?}",
+        started.elapsed()
+    );
 
     // Quarantine: one file, in a stable order.
-    let q_batches = quarantine.lock().unwrap_or_else(|p| p.into_inner()).drain()?;
+    let q_batches = quarantine
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()?;
     let (q_files, reasons) = write_quarantine(&lake, &quarantine_dir, &q_batches, tc)?;
 
     let events = event_files.iter().map(|f| f.rows).sum::<u64>();
@@ -251,6 +316,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         files: (ev_out.files.len() + q_out.files.len()) as u64,
         bytes: ev_out.bytes + q_out.bytes,
         buckets: buckets_n as u64,
+        spilled: spill,
         events_location: lake.url_of(&events_dir),
         quarantine_location: lake.url_of(&quarantine_dir),
         duration_ms: started.elapsed().as_millis() as u64,
@@ -298,11 +364,12 @@ fn parse_worker(
     bar: &indicatif::ProgressBar,
 ) -> Result<u64> {
     let n = buckets.len();
-    let mut builders: Vec<EventBuilder> = (0..n).map(|_| EventBuilder::new(flush_rows.min(8192))).collect();
+    let mut builders: Vec<EventBuilder> = (0..n)
+        .map(|_| EventBuilder::new(flush_rows.min(8192)))
+        .collect();
     let mut q = QuarantineBuilder::default();
     let log_group = normalizer.log_group();
     let mut read = 0u64;
-    let mut line = String::with_capacity(4096);
     let mut bytes_line = Vec::with_capacity(4096);
     let mut scratch = String::new();
     loop {
@@ -317,10 +384,12 @@ fn parse_worker(
         let mut in_object = 0u64;
         loop {
             bytes_line.clear();
-            let got = reader.read_until(b'\n', &mut bytes_line).map_err(|e| Error::Crypto {
-                object: lake.url_of(&entry.path),
-                message: e.to_string(),
-            })?;
+            let got = reader
+                .read_until(b'\n', &mut bytes_line)
+                .map_err(|e| Error::Crypto {
+                    object: lake.url_of(&entry.path),
+                    message: e.to_string(),
+                })?;
             if got == 0 {
                 break;
             }
@@ -329,9 +398,8 @@ fn parse_worker(
             }
             read += 1;
             in_object += 1;
-            line.clear();
-            match std::str::from_utf8(&bytes_line) {
-                Ok(s) => line.push_str(s),
+            let line = match std::str::from_utf8(&bytes_line) {
+                Ok(s) => s,
                 Err(_) => {
                     let text = String::from_utf8_lossy(&bytes_line);
                     q.append(
@@ -347,8 +415,8 @@ fn parse_worker(
                     );
                     continue;
                 }
-            }
-            match normalizer.normalize_line(&line, &mut scratch) {
+            };
+            match normalizer.normalize_line(line, &mut scratch) {
                 Ok(event) => {
                     let b = if n == 1 {
                         0
@@ -358,14 +426,20 @@ fn parse_worker(
                     builders[b].append(&event);
                     if builders[b].len() >= flush_rows {
                         let batch = builders[b].finish()?;
-                        buckets[b].lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+                        buckets[b]
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(batch)?;
                     }
                 }
                 Err(rejected) => {
                     q.append(&rejected, log_group);
                     if q.len() >= flush_rows {
                         let batch = q.finish()?;
-                        quarantine.lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+                        quarantine
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(batch)?;
                     }
                 }
             }
@@ -382,12 +456,18 @@ fn parse_worker(
     for (b, builder) in builders.iter_mut().enumerate() {
         if !builder.is_empty() {
             let batch = builder.finish()?;
-            buckets[b].lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+            buckets[b]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(batch)?;
         }
     }
     if !q.is_empty() {
         let batch = q.finish()?;
-        quarantine.lock().unwrap_or_else(|p| p.into_inner()).push(batch)?;
+        quarantine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(batch)?;
     }
     Ok(read)
 }
@@ -422,13 +502,33 @@ fn write_quarantine(
         })
     };
     let indices = lexsort_to_indices(
-        &[key("source_timestamp")?, key("source_event_id")?, key("raw")?, key("reason")?],
+        &[
+            key("source_timestamp")?,
+            key("source_event_id")?,
+            key("raw")?,
+            key("reason")?,
+        ],
         None,
     )
     .map_err(|e| Error::external("order quarantine", e))?;
-    let order: Vec<(usize, usize)> = indices.values().iter().map(|&i| (0usize, i as usize)).collect();
-    let props = output::properties(tc.row_group_rows, tc.zstd_level, Vec::new())?;
-    let bytes = output::write_rows(&schema, std::slice::from_ref(&all), &order, props, tc.row_group_rows)?;
+    let order: Vec<(usize, usize)> = indices
+        .values()
+        .iter()
+        .map(|&i| (0usize, i as usize))
+        .collect();
+    let props = output::properties(
+        tc.row_group_rows,
+        tc.zstd_level,
+        Vec::new(),
+        QUARANTINE_PLAIN,
+    )?;
+    let bytes = output::write_rows(
+        &schema,
+        std::slice::from_ref(&all),
+        &order,
+        props,
+        tc.row_group_rows,
+    )?;
     let path = format!("{dir}/part-00000.parquet");
     let size = bytes.len() as u64;
     lake.put(&path, bytes)?;

@@ -7,15 +7,27 @@ use arrow::datatypes::SchemaRef;
 use bitacora_core::{Error, Result};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::dedup::RowRef;
 
 /// Writer settings of the curated zone.
-pub fn properties(row_group_rows: usize, zstd_level: i32, sorting: Vec<SortingColumn>) -> Result<WriterProperties> {
-    let level = ZstdLevel::try_new(zstd_level).map_err(|e| Error::config("transform.zstd_level", e.to_string()))?;
-    Ok(WriterProperties::builder()
+/// `plain_columns`: high-cardinality columns written without dictionary encoding.
+pub fn properties(
+    row_group_rows: usize,
+    zstd_level: i32,
+    sorting: Vec<SortingColumn>,
+    plain_columns: &[&str],
+) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(zstd_level)
+        .map_err(|e| Error::config("transform.zstd_level", e.to_string()))?;
+    let mut builder = WriterProperties::builder();
+    for c in plain_columns {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    Ok(builder
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -41,14 +53,16 @@ pub fn write_rows(
             batches
                 .first()
                 .and_then(|b| b.schema().index_of(f.name()).ok())
-                .ok_or_else(|| Error::Invariant(format!("column {} missing from the work rows", f.name())))
+                .ok_or_else(|| {
+                    Error::Invariant(format!("column {} missing from the work rows", f.name()))
+                })
         })
         .collect::<Result<_>>()?;
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
         .map_err(|e| Error::external("start Parquet file", e))?;
     for chunk in order.chunks(row_group_rows.max(1)) {
-        let gathered = interleave_record_batch(&refs, chunk)
-            .map_err(|e| Error::external("gather rows", e))?;
+        let gathered =
+            interleave_record_batch(&refs, chunk).map_err(|e| Error::external("gather rows", e))?;
         let projected = gathered
             .project(&projection)
             .map_err(|e| Error::external("project rows", e))?;

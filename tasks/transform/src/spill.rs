@@ -17,7 +17,7 @@ pub enum Bucket {
     Memory(Vec<RecordBatch>),
     Spill {
         path: PathBuf,
-        writer: Option<FileWriter<BufWriter<File>>>,
+        writer: Option<Box<FileWriter<BufWriter<File>>>>,
         schema: SchemaRef,
     },
 }
@@ -41,18 +41,26 @@ impl Bucket {
                 v.push(batch);
                 Ok(())
             }
-            Bucket::Spill { path, writer, schema } => {
+            Bucket::Spill {
+                path,
+                writer,
+                schema,
+            } => {
                 let w = match writer {
                     Some(w) => w,
                     None => {
-                        let f = File::create(&*path).map_err(|e| Error::io("create spill file", &*path, e))?;
+                        let f = File::create(&*path)
+                            .map_err(|e| Error::io("create spill file", &*path, e))?;
                         let opts = IpcWriteOptions::default()
                             .try_with_compression(Some(CompressionType::LZ4_FRAME))
                             .map_err(|e| Error::external("spill options", e))?;
-                        writer.insert(
-                            FileWriter::try_new_with_options(BufWriter::with_capacity(1 << 20, f), schema, opts)
-                                .map_err(|e| Error::external(format!("spill to {}", path.display()), e))?,
+                        let w = FileWriter::try_new_with_options(
+                            BufWriter::with_capacity(1 << 20, f),
+                            schema,
+                            opts,
                         )
+                        .map_err(|e| Error::external(format!("spill to {}", path.display()), e))?;
+                        writer.insert(Box::new(w))
                     }
                 };
                 w.write(&batch)
@@ -73,8 +81,11 @@ impl Bucket {
                     .map_err(|e| Error::external(format!("spill to {}", path.display()), e))?;
                 drop(w);
                 let f = File::open(&*path).map_err(|e| Error::io("read spill file", &*path, e))?;
-                let reader = FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, f), None)
-                    .map_err(|e| Error::external(format!("read spill {}", path.display()), e))?;
+                let reader =
+                    FileReader::try_new(std::io::BufReader::with_capacity(1 << 20, f), None)
+                        .map_err(|e| {
+                            Error::external(format!("read spill {}", path.display()), e)
+                        })?;
                 let batches = reader
                     .collect::<std::result::Result<Vec<_>, _>>()
                     .map_err(|e| Error::external(format!("read spill {}", path.display()), e))?;

@@ -34,19 +34,26 @@ impl LocalCatalog {
         let Some(bytes) = self.lake.get_opt(path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Metadata {
-            what: "catalog document",
-            location: self.lake.url_of(path),
-            message: format!("unreadable: {e}"),
-        })
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Metadata {
+                what: "catalog document",
+                location: self.lake.url_of(path),
+                message: format!("unreadable: {e}"),
+            })
     }
 
-    fn upsert<T: Serialize + DeserializeOwned + PartialEq>(&self, path: &str, value: &T) -> Result<Change> {
+    fn upsert<T: Serialize + DeserializeOwned + PartialEq>(
+        &self,
+        path: &str,
+        value: &T,
+    ) -> Result<Change> {
         let existing: Option<T> = self.read(path)?;
         if existing.as_ref() == Some(value) {
             return Ok(Change::Unchanged);
         }
-        let body = serde_json::to_vec_pretty(value).map_err(|e| Error::external("encode catalog document", e))?;
+        let body = serde_json::to_vec_pretty(value)
+            .map_err(|e| Error::external("encode catalog document", e))?;
         self.lake.put(path, body)?;
         Ok(if existing.is_some() {
             Change::Updated
@@ -99,8 +106,14 @@ impl Catalog for LocalCatalog {
     }
 
     fn put_table(&self, table: &Table) -> Result<Change> {
-        if self.read::<Database>(&format!("_catalog/{}/database.json", table.database))?.is_none() {
-            return Err(Error::Catalog(format!("database {} does not exist", table.database)));
+        if self
+            .read::<Database>(&format!("_catalog/{}/database.json", table.database))?
+            .is_none()
+        {
+            return Err(Error::Catalog(format!(
+                "database {} does not exist",
+                table.database
+            )));
         }
         self.upsert(&Self::table_path(&table.database, &table.name), table)
     }
@@ -125,18 +138,31 @@ impl Catalog for LocalCatalog {
             )));
         }
         let name = Self::partition_name(&t, &partition.values);
-        self.upsert(&format!("_catalog/{database}/{table}/partitions/{name}.json"), partition)
+        self.upsert(
+            &format!("_catalog/{database}/{table}/partitions/{name}.json"),
+            partition,
+        )
     }
 
-    fn get_partition(&self, database: &str, table: &str, values: &[String]) -> Result<Option<Partition>> {
+    fn get_partition(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[String],
+    ) -> Result<Option<Partition>> {
         let t = self.require_table(database, table)?;
         let name = Self::partition_name(&t, values);
-        self.read(&format!("_catalog/{database}/{table}/partitions/{name}.json"))
+        self.read(&format!(
+            "_catalog/{database}/{table}/partitions/{name}.json"
+        ))
     }
 
     fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>> {
         let mut out: Vec<Partition> = Vec::new();
-        for o in self.lake.list(&format!("_catalog/{database}/{table}/partitions"))? {
+        for o in self
+            .lake
+            .list(&format!("_catalog/{database}/{table}/partitions"))?
+        {
             if o.path.ends_with(".json")
                 && let Some(p) = self.read::<Partition>(&o.path)?
             {

@@ -64,6 +64,19 @@ impl FileSource {
     }
 }
 
+/// The envelope's `timestamp` when the line starts with it, as CloudWatch exports and
+/// `bitacora generate` write it (`{"timestamp":1793577600123,...`). Other shapes take the full parse.
+/// A record selected this way is still fully validated by the transform (quarantined if broken).
+fn fast_timestamp(line: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"{\"timestamp\":";
+    let rest = line.strip_prefix(KEY)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 18 || !matches!(rest.get(digits), Some(b',') | Some(b'}')) {
+        return None;
+    }
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
 fn is_log_file(p: &Path) -> bool {
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
     name.ends_with(".jsonl") || name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
@@ -73,7 +86,10 @@ fn open(path: &Path) -> std::io::Result<Box<dyn Read>> {
     let f = File::open(path)?;
     let name = path.to_string_lossy();
     Ok(if name.ends_with(".gz") {
-        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, f)))
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            f,
+        )))
     } else if name.ends_with(".zst") {
         Box::new(zstd::stream::read::Decoder::new(f)?)
     } else {
@@ -112,10 +128,12 @@ impl LogSource for FileSource {
         let mut number = 0u64;
         loop {
             line.clear();
-            let n = reader.read_until(b'\n', &mut line).map_err(|e| Error::Source {
-                unit: unit.id.clone(),
-                message: format!("{e} (after line {number})"),
-            })?;
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::Source {
+                    unit: unit.id.clone(),
+                    message: format!("{e} (after line {number})"),
+                })?;
             if n == 0 {
                 break;
             }
@@ -127,7 +145,11 @@ impl LogSource for FileSource {
                 continue;
             }
             stats.scanned += 1;
-            match serde_json::from_slice::<Timestamp>(&line) {
+            let parsed = match fast_timestamp(&line) {
+                Some(ts) => Ok(Timestamp { timestamp: ts }),
+                None => serde_json::from_slice::<Timestamp>(&line),
+            };
+            match parsed {
                 Ok(t) if t.timestamp >= start && t.timestamp < end => {
                     stats.selected += 1;
                     emit(&line)?;
@@ -149,5 +171,26 @@ impl LogSource for FileSource {
             );
         }
         Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fast_timestamp;
+
+    #[test]
+    fn fast_timestamp_only_takes_the_leading_key() {
+        assert_eq!(
+            fast_timestamp(br#"{"timestamp":1793577600123,"message":"x"}"#),
+            Some(1793577600123)
+        );
+        assert_eq!(fast_timestamp(br#"{"timestamp":17}"#), Some(17));
+        assert_eq!(fast_timestamp(br#"{"timestamp":"17","message":"x"}"#), None);
+        assert_eq!(fast_timestamp(br#"{"timestamp":17.5,"message":"x"}"#), None);
+        assert_eq!(
+            fast_timestamp(br#"{"message":"{\"timestamp\":1}","timestamp":5}"#),
+            None
+        );
+        assert_eq!(fast_timestamp(br#"{"timestamp":-5,"message":"x"}"#), None);
     }
 }

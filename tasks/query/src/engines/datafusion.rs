@@ -16,7 +16,9 @@ use bitacora_core::{Error, Result};
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 
 const PARTS_SCHEMA: &str = "_partitions";
@@ -62,7 +64,11 @@ impl DataFusionEngine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema("datafusion", database)
             .with_information_schema(true)
-            .with_target_partitions(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2));
+            .with_target_partitions(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            );
         let ctx = SessionContext::new_with_config(config);
         let url = lake.root().clone();
         if url.scheme() != "file" {
@@ -85,33 +91,50 @@ impl DataFusionEngine {
         Ok(engine)
     }
 
-    fn register_table(&self, table: &Table, partitions: &[bitacora_core::catalog::Partition]) -> Result<()> {
+    fn register_table(
+        &self,
+        table: &Table,
+        partitions: &[bitacora_core::catalog::Partition],
+    ) -> Result<()> {
         let schema = data_schema(table)?;
         let full = format!("{}.{}", quote(&table.database), quote(&table.name));
+        // A partition without files (a day with nothing quarantined) has no folder to list.
+        let partitions: Vec<_> = partitions
+            .iter()
+            .filter(|p| p.parameters.get("files").is_none_or(|f| f != "0"))
+            .collect();
         if partitions.is_empty() {
-            let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+            let mut fields: Vec<Field> =
+                schema.fields().iter().map(|f| f.as_ref().clone()).collect();
             fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
-            let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]]).map_err(df("empty table"))?;
+            let empty = MemTable::try_new(Arc::new(Schema::new(fields)), vec![vec![]])
+                .map_err(df("empty table"))?;
             self.ctx
                 .register_table(full.as_str(), Arc::new(empty))
                 .map_err(df("register table"))?;
             return Ok(());
         }
         let mut branches = Vec::with_capacity(partitions.len());
-        for p in partitions {
+        for p in &partitions {
             let Some(dt) = p.values.first() else { continue };
             if !dt.chars().all(|c| c.is_ascii_digit() || c == '-') {
-                return Err(Error::Catalog(format!("{full}: bad partition value {dt:?}")));
+                return Err(Error::Catalog(format!(
+                    "{full}: bad partition value {dt:?}"
+                )));
             }
             let url = ListingTableUrl::parse(&p.location).map_err(df("partition location"))?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
             let listing = ListingTable::try_new(config).map_err(df("partition table"))?;
             let name = format!("{}__{}", table.name, dt.replace('-', "_"));
             self.ctx
-                .register_table(format!("{PARTS_SCHEMA}.{}", quote(&name)).as_str(), Arc::new(listing))
+                .register_table(
+                    format!("{PARTS_SCHEMA}.{}", quote(&name)).as_str(),
+                    Arc::new(listing),
+                )
                 .map_err(df("register partition"))?;
             branches.push(format!(
                 "SELECT *, '{dt}' AS {PARTITION_COLUMN} FROM {PARTS_SCHEMA}.{}",
@@ -119,10 +142,8 @@ impl DataFusionEngine {
             ));
         }
         let view = format!("CREATE VIEW {full} AS {}", branches.join(" UNION ALL "));
-        block_on(async {
-            self.ctx.sql(&view).await?.collect().await
-        })
-        .map_err(df("register table view"))?;
+        block_on(async { self.ctx.sql(&view).await?.collect().await })
+            .map_err(df("register table view"))?;
         Ok(())
     }
 
@@ -159,7 +180,10 @@ impl QueryEngine for DataFusionEngine {
                 }
             })?;
             let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-            let batches = frame.collect().await.map_err(|e| Error::Query(e.to_string()))?;
+            let batches = frame
+                .collect()
+                .await
+                .map_err(|e| Error::Query(e.to_string()))?;
             Ok(QueryOutput { schema, batches })
         })
     }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Benchmark: Bitácora extract+transform against DuckDB and Polars on the same generated days.
+#
+#   bash tests/bench/run.sh                 # 1M and 10M events
+#   bash tests/bench/run.sh 200000          # any sizes
+#
+# Needs ~8 GB of free disk for 10M events (BITACORA_BENCH_DIR, default /tmp/bitacora-bench).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+target=${CARGO_TARGET_DIR:-$(pwd)/target}
+venv=${BITACORA_BENCH_VENV:-$HOME/.cache/bitacora/bench-venv}
+cargo build --release --workspace --bins --quiet
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements-bench.txt
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
+exec "$venv/bin/python" tests/bench/bench.py --bin-dir "$target/release" "${sizes[@]}"
