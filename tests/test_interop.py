@@ -70,7 +70,7 @@ def test_duckdb_and_pyarrow_agree_with_the_report_and_bitacora_query(processed_d
     assert len(set(table.column("event_id").to_pylist())) == t["events"]
 
     paths = [str(f) for f in event_files(processed_day)]
-    dau_duckdb = duckdb.sql(
+    dau_duckdb = duckdb.connect().execute(
         f"SELECT count(DISTINCT user_id) FROM read_parquet({paths!r}) WHERE user_id IS NOT NULL"
     ).fetchone()[0]
     out = run(
