@@ -216,7 +216,7 @@ pub struct TransformConfig {
 impl Default for TransformConfig {
     fn default() -> Self {
         TransformConfig {
-            rows_per_file: 1_000_000,
+            rows_per_file: 500_000,
             row_group_rows: 128 * 1024,
             zstd_level: 3,
             max_record_bytes: 256 * 1024,

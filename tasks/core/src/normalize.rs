@@ -473,6 +473,18 @@ mod tests {
     }
 
     #[test]
+    fn props_alone_are_kept_as_sent() {
+        let e = norm(&line(r#"{"event_type":"tap","props":{"z":1,"a":[2]}}"#)).unwrap();
+        assert_eq!(e.properties.as_deref(), Some(r#"{"z":1,"a":[2]}"#));
+        let e = norm(&line(r#"{"event_type":"tap","props":{ "z": 1 }}"#)).unwrap();
+        assert_eq!(e.properties.as_deref(), Some(r#"{"z":1}"#));
+        let e = norm(&line(r#"{"event_type":"tap","props":null}"#)).unwrap();
+        assert_eq!(e.properties, None);
+        let r = norm(&line(r#"{"event_type":"tap","props":"x"}"#)).unwrap_err();
+        assert_eq!(r.reason, Reason::WrongType);
+    }
+
+    #[test]
     fn escaped_strings_are_unescaped() {
         let e = norm(&line(
             r#"{"event_type":"tap","device_model":"Pixel \"8\""}"#,

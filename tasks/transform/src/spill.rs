@@ -1,6 +1,6 @@
 //! Buckets of rows between the two passes of the transform. A day that fits one output file stays
 //! in memory; a larger day is hash-partitioned by dedup key into buckets spilled to Arrow IPC files
-//! (LZ4-compressed) in a private temporary folder, so memory stays bounded as the day grows.
+//! in a private temporary folder, so memory stays bounded as the day grows.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
-use arrow::ipc::CompressionType;
 use arrow::ipc::reader::FileReader;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
 use bitacora_core::{Error, Result};
@@ -51,9 +50,9 @@ impl Bucket {
                     None => {
                         let f = File::create(&*path)
                             .map_err(|e| Error::io("create spill file", &*path, e))?;
-                        let opts = IpcWriteOptions::default()
-                            .try_with_compression(Some(CompressionType::LZ4_FRAME))
-                            .map_err(|e| Error::external("spill options", e))?;
+                        // Uncompressed: spill files live for seconds, mostly in the page cache, and
+                        // compressing them cost more CPU than the I/O it saved.
+                        let opts = IpcWriteOptions::default();
                         let w = FileWriter::try_new_with_options(
                             BufWriter::with_capacity(1 << 20, f),
                             schema,
