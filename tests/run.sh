@@ -24,6 +24,8 @@ step "release binaries"
 cargo build --release --workspace --bins --quiet
 
 step "cargo test"
+# The end-to-end tests run the step binaries as a scheduler would: build them first.
+cargo build --workspace --bins --quiet
 cargo test --workspace --quiet
 
 step "python test environment ($venv)"

@@ -27,26 +27,64 @@ impl CommonArgs {
 
 /// Parses the command line; on bad usage prints the reason and a JSON error, and exits with 2.
 pub fn parse_args<A: Parser>(tool: &str) -> std::result::Result<A, ExitCode> {
-    match A::try_parse() {
-        Ok(a) => Ok(a),
-        Err(e) => {
-            use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
-            if matches!(e.kind(), DisplayHelp | DisplayVersion) {
-                let _ = e.print();
-                return Err(ExitCode::SUCCESS);
-            }
-            let text = e.render().to_string();
-            let reason = text
-                .lines()
-                .find(|l| l.starts_with("error:"))
-                .unwrap_or("error: bad usage")
-                .trim_start_matches("error:")
-                .trim()
-                .to_string();
-            let _ = e.print();
-            Err(fail(tool, &Error::Usage(reason)))
-        }
+    A::try_parse().map_err(|e| usage_error(tool, e))
+}
+
+/// `--help` and `--version` exit 0; any other clap error is bad usage (exit 2, JSON error).
+fn usage_error(tool: &str, e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind::{DisplayHelp, DisplayVersion};
+    if matches!(e.kind(), DisplayHelp | DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
     }
+    let text = e.render().to_string();
+    let reason = text
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or("error: bad usage")
+        .trim_start_matches("error:")
+        .trim()
+        .to_string();
+    let _ = e.print();
+    fail(tool, &Error::Usage(reason))
+}
+
+/// The arguments of a step binary: `--config PATH --date D`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DayArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The UTC day (YYYY-MM-DD).
+    #[arg(long, value_parser = parse_day)]
+    pub date: crate::Day,
+}
+
+/// The whole `main` of a step binary: parse `--config` and `--date`, run the step, print its
+/// report (or the error) and return the exit code of the contract.
+pub fn day_step_main<R: Serialize>(
+    tool: &'static str,
+    about: &'static str,
+    run: impl FnOnce(&Config, crate::Day) -> Result<R>,
+) -> ExitCode {
+    use clap::{Args, FromArgMatches};
+    init_logging();
+    let command = DayArgs::augment_args(
+        clap::Command::new(tool)
+            .about(about)
+            .version(env!("CARGO_PKG_VERSION")),
+    );
+    let args = match command
+        .try_get_matches()
+        .and_then(|m| DayArgs::from_arg_matches(&m))
+    {
+        Ok(a) => a,
+        Err(e) => return usage_error(tool, e),
+    };
+    let result = args
+        .common
+        .load_config()
+        .and_then(|config| run(&config, args.date));
+    finish(tool, result)
 }
 
 /// Sets up logging on stderr (`BITACORA_LOG` sets the filter, default `info`).

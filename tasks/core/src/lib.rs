@@ -20,6 +20,7 @@ pub mod lake;
 pub mod manifest;
 pub mod model;
 pub mod normalize;
+pub mod parallel;
 pub mod progress;
 pub mod query;
 pub mod raw;

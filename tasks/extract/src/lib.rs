@@ -7,14 +7,13 @@
 
 pub mod sources;
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bitacora_core::config::{SourceKind, worker_count};
 use bitacora_core::lake::{Lake, layout};
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
+use bitacora_core::parallel::fold_parallel;
 use bitacora_core::raw::{RawCodec, RawWriter};
 use bitacora_core::source::{LogSource, SourceUnit, UnitStats};
 use bitacora_core::{Config, Day, Error, Result, progress};
@@ -88,10 +87,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let max_object = config.extract.max_object_bytes;
     let workers = worker_count(config.extract.workers).min(units.len().max(1));
 
-    let queue = Mutex::new(units.iter().cloned().collect::<VecDeque<SourceUnit>>());
     let next_object = AtomicU64::new(0);
     let plain_bytes = AtomicU64::new(0);
-    let cancelled = AtomicBool::new(false);
     let bar = progress::bar(units.len() as u64, "extract");
     let shared = Shared {
         lake: &lake,
@@ -100,72 +97,44 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         next_object: &next_object,
         plain_bytes: &plain_bytes,
     };
-
-    let results: Vec<Result<(UnitStats, Vec<FileEntry>)>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut stats = UnitStats::default();
-                    let mut files = Vec::new();
-                    let mut writer: Option<RawWriter> = None;
-                    loop {
-                        if cancelled.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        let Some(unit) =
-                            queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front()
-                        else {
-                            break;
-                        };
-                        let mut emit = |line: &[u8]| -> Result<()> {
-                            let w = match writer.as_mut() {
-                                Some(w) => w,
-                                None => writer.insert(codec.writer()?),
-                            };
-                            w.write_line(line)?;
-                            if w.plain_bytes() >= max_object
-                                && let Some(full) = writer.take()
-                            {
-                                files.push(shared.store(full)?);
-                            }
-                            Ok(())
-                        };
-                        match source.read(&unit, day, &mut emit) {
-                            Ok(u) => stats.add(&u),
-                            Err(e) => {
-                                cancelled.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
-                        }
-                        bar.inc(1);
-                    }
-                    if let Some(w) = writer.take() {
-                        files.push(shared.store(w)?);
-                    }
-                    Ok((stats, files))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::Source {
-                        unit: source.describe(),
-                        message: "an extract worker panicked".into(),
-                    })
-                })
-            })
-            .collect()
-    });
+    // Each worker fills its own raw object, storing it whenever it reaches the size bound.
+    let states = fold_parallel(
+        units.iter().cloned(),
+        workers,
+        WorkerState::default,
+        |st: &mut WorkerState, unit: SourceUnit| {
+            let mut emit = |line: &[u8]| -> Result<()> {
+                let w = match st.writer.as_mut() {
+                    Some(w) => w,
+                    None => st.writer.insert(codec.writer()?),
+                };
+                w.write_line(line)?;
+                if w.plain_bytes() >= max_object
+                    && let Some(full) = st.writer.take()
+                {
+                    st.files.push(shared.store(full)?);
+                }
+                Ok(())
+            };
+            let read = source.read(&unit, day, &mut emit)?;
+            st.stats.add(&read);
+            bar.inc(1);
+            Ok(())
+        },
+        |st: &mut WorkerState| {
+            if let Some(w) = st.writer.take() {
+                st.files.push(shared.store(w)?);
+            }
+            Ok(())
+        },
+    );
     bar.finish_and_clear();
 
     let mut stats = UnitStats::default();
     let mut files = Vec::new();
-    for r in results {
-        let (s, f) = r?;
-        stats.add(&s);
-        files.extend(f);
+    for st in states? {
+        stats.add(&st.stats);
+        files.extend(st.files);
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     if stats.selected == 0 {
@@ -215,6 +184,13 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
     })
+}
+
+#[derive(Default)]
+struct WorkerState {
+    stats: UnitStats,
+    files: Vec<FileEntry>,
+    writer: Option<RawWriter>,
 }
 
 struct Shared<'a> {

@@ -16,10 +16,9 @@ mod dedup;
 mod output;
 mod spill;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -29,6 +28,7 @@ use bitacora_core::lake::{Lake, layout};
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
 use bitacora_core::model::{Reason, Rejected};
 use bitacora_core::normalize::Normalizer;
+use bitacora_core::parallel::fold_parallel;
 use bitacora_core::raw::RawCodec;
 use bitacora_core::schema::{EVENTS_TABLE, QUARANTINE_TABLE, events_schema, quarantine_schema};
 use bitacora_core::{Config, Day, Error, Result, progress};
@@ -141,44 +141,28 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let quarantine = Mutex::new(Bucket::memory());
     // Rows per builder before it is flushed to its bucket: bounded in total across buckets.
     let flush_rows = (262_144 / buckets_n).clamp(2_048, 65_536);
-    let queue = Mutex::new(raw_out.files.iter().collect::<VecDeque<&FileEntry>>());
-    let cancelled = AtomicBool::new(false);
     let bar = progress::bar(raw_out.files.len() as u64, "transform");
-    let pass1: Vec<Result<u64>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers.min(raw_out.files.len()).max(1))
-            .map(|_| {
-                s.spawn(|| {
-                    let r = parse_worker(
-                        &lake,
-                        &codec,
-                        &normalizer,
-                        &queue,
-                        &buckets,
-                        &quarantine,
-                        flush_rows,
-                        &cancelled,
-                        &bar,
-                    );
-                    if r.is_err() {
-                        cancelled.store(true, Ordering::Relaxed);
-                    }
-                    r
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into())))
-            })
-            .collect()
-    });
+    let parser = Parser {
+        lake: &lake,
+        codec: &codec,
+        normalizer: &normalizer,
+        buckets: &buckets,
+        quarantine: &quarantine,
+        flush_rows,
+    };
+    let states = fold_parallel(
+        raw_out.files.iter(),
+        workers,
+        || ParseState::new(buckets_n, flush_rows),
+        |st: &mut ParseState, entry: &FileEntry| {
+            parser.parse_object(st, entry)?;
+            bar.inc(1);
+            Ok(())
+        },
+        |st: &mut ParseState| parser.flush(st),
+    );
     bar.finish_and_clear();
-    let mut read = 0u64;
-    for r in pass1 {
-        read += r?;
-    }
+    let read: u64 = states?.iter().map(|st| st.read).sum();
     tracing::debug!(
         "transform {day}: pass 1 (parse, normalise, partition) {:?}",
         started.elapsed()
@@ -190,82 +174,56 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
     let events_schema = events_schema();
     let sorting = sorting_columns(&events_schema);
-    let next = Mutex::new(0usize);
-    let pass2: Vec<Result<Vec<(FileEntry, u64)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..workers.min(buckets_n))
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = {
-                            let mut n = next.lock().unwrap_or_else(|p| p.into_inner());
-                            let i = *n;
-                            *n += 1;
-                            i
-                        };
-                        if i >= buckets_n {
-                            break;
-                        }
-                        let batches = buckets[i]
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .drain()?;
-                        let input: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-                        if input == 0 {
-                            continue;
-                        }
-                        let t0 = Instant::now();
-                        let order = dedup::dedup_and_order(&batches)?;
-                        tracing::debug!(
-                            "bucket {i}: dedup and order {input} rows in {:?}",
-                            t0.elapsed()
-                        );
-                        let props = output::properties(
-                            tc.row_group_rows,
-                            tc.zstd_level,
-                            sorting.clone(),
-                            EVENTS_PLAIN,
-                        )?;
-                        let bytes = output::write_rows(
-                            &events_schema,
-                            &batches,
-                            &order,
-                            props,
-                            tc.row_group_rows,
-                        )?;
-                        drop(batches);
-                        tracing::debug!("bucket {i}: written at {:?}", t0.elapsed());
-                        let path = format!("{events_dir}/part-{i:05}.parquet");
-                        let size = bytes.len() as u64;
-                        lake.put(&path, bytes)?;
-                        out.push((
-                            FileEntry {
-                                path,
-                                rows: order.len() as u64,
-                                bytes: size,
-                            },
-                            input - order.len() as u64,
-                        ));
-                    }
-                    Ok(out)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Invariant("a transform worker panicked".into())))
-            })
-            .collect()
-    });
+    let written = fold_parallel(
+        0..buckets_n,
+        workers,
+        Vec::new,
+        |out: &mut Vec<(FileEntry, u64)>, i: usize| {
+            let batches = buckets[i]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .drain()?;
+            let input: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+            if input == 0 {
+                return Ok(());
+            }
+            let t0 = Instant::now();
+            let order = dedup::dedup_and_order(&batches)?;
+            tracing::debug!(
+                "bucket {i}: dedup and order {input} rows in {:?}",
+                t0.elapsed()
+            );
+            let props = output::properties(
+                tc.row_group_rows,
+                tc.zstd_level,
+                sorting.clone(),
+                EVENTS_PLAIN,
+            )?;
+            let bytes =
+                output::write_rows(&events_schema, &batches, &order, props, tc.row_group_rows)?;
+            drop(batches);
+            tracing::debug!("bucket {i}: written at {:?}", t0.elapsed());
+            let path = format!("{events_dir}/part-{i:05}.parquet");
+            let size = bytes.len() as u64;
+            lake.put(&path, bytes)?;
+            let rows = order.len() as u64;
+            out.push((
+                FileEntry {
+                    path,
+                    rows,
+                    bytes: size,
+                },
+                input - rows,
+            ));
+            Ok(())
+        },
+        |_| Ok(()),
+    )?;
     let mut event_files = Vec::new();
     let mut duplicates = 0u64;
-    for r in pass2 {
-        for (f, d) in r? {
-            duplicates += d;
-            event_files.push(f);
-        }
+    for (f, d) in written.into_iter().flatten() {
+        duplicates += d;
+        event_files.push(f);
     }
     event_files.sort_by(|a, b| a.path.cmp(&b.path));
     drop(spill_dir);
@@ -351,94 +309,98 @@ fn sorting_columns(schema: &arrow::datatypes::Schema) -> Vec<SortingColumn> {
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-fn parse_worker(
-    lake: &Lake,
-    codec: &RawCodec,
-    normalizer: &Normalizer,
-    queue: &Mutex<VecDeque<&FileEntry>>,
-    buckets: &[Mutex<Bucket>],
-    quarantine: &Mutex<Bucket>,
-    flush_rows: usize,
-    cancelled: &AtomicBool,
-    bar: &indicatif::ProgressBar,
-) -> Result<u64> {
-    let n = buckets.len();
-    let mut builders: Vec<EventBuilder> = (0..n)
-        .map(|_| EventBuilder::new(flush_rows.min(8192)))
-        .collect();
-    let mut q = QuarantineBuilder::default();
-    let log_group = normalizer.log_group();
-    let mut read = 0u64;
-    let mut bytes_line = Vec::with_capacity(4096);
-    let mut scratch = String::new();
-    loop {
-        if cancelled.load(Ordering::Relaxed) {
-            return Ok(read);
+/// What a pass-1 worker accumulates: one builder per bucket, the quarantine, the count read.
+struct ParseState {
+    builders: Vec<EventBuilder>,
+    quarantine: QuarantineBuilder,
+    read: u64,
+    bytes_line: Vec<u8>,
+    scratch: String,
+}
+
+impl ParseState {
+    fn new(buckets: usize, flush_rows: usize) -> Self {
+        ParseState {
+            builders: (0..buckets)
+                .map(|_| EventBuilder::new(flush_rows.min(8192)))
+                .collect(),
+            quarantine: QuarantineBuilder::default(),
+            read: 0,
+            bytes_line: Vec::with_capacity(4096),
+            scratch: String::new(),
         }
-        let Some(entry) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
-            break;
-        };
-        let object = lake.get(&entry.path)?;
-        let mut reader = codec.reader(&object, &lake.url_of(&entry.path))?;
+    }
+}
+
+/// Pass 1: raw objects → normalised rows in their dedup bucket, or quarantine rows.
+struct Parser<'a> {
+    lake: &'a Lake,
+    codec: &'a RawCodec,
+    normalizer: &'a Normalizer,
+    buckets: &'a [Mutex<Bucket>],
+    quarantine: &'a Mutex<Bucket>,
+    flush_rows: usize,
+}
+
+impl Parser<'_> {
+    fn parse_object(&self, st: &mut ParseState, entry: &FileEntry) -> Result<()> {
+        let n = self.buckets.len();
+        let log_group = self.normalizer.log_group();
+        let object = self.lake.get(&entry.path)?;
+        let name = self.lake.url_of(&entry.path);
+        let mut reader = self.codec.reader(&object, &name)?;
         let mut in_object = 0u64;
         loop {
-            bytes_line.clear();
+            st.bytes_line.clear();
             let got = reader
-                .read_until(b'\n', &mut bytes_line)
+                .read_until(b'\n', &mut st.bytes_line)
                 .map_err(|e| Error::Crypto {
-                    object: lake.url_of(&entry.path),
+                    object: name.clone(),
                     message: e.to_string(),
                 })?;
             if got == 0 {
                 break;
             }
-            if bytes_line.last() == Some(&b'\n') {
-                bytes_line.pop();
+            if st.bytes_line.last() == Some(&b'\n') {
+                st.bytes_line.pop();
             }
-            read += 1;
+            st.read += 1;
             in_object += 1;
-            let line = match std::str::from_utf8(&bytes_line) {
-                Ok(s) => s,
-                Err(_) => {
-                    let text = String::from_utf8_lossy(&bytes_line);
-                    q.append(
-                        &Rejected {
-                            reason: Reason::BrokenEnvelope,
-                            detail: "record is not valid UTF-8".into(),
-                            log_stream: None,
-                            source_event_id: None,
-                            source_timestamp: None,
-                            raw: text,
-                        },
-                        log_group,
-                    );
-                    continue;
-                }
+            let Ok(line) = std::str::from_utf8(&st.bytes_line) else {
+                let rejected = Rejected {
+                    reason: Reason::BrokenEnvelope,
+                    detail: "record is not valid UTF-8".into(),
+                    log_stream: None,
+                    source_event_id: None,
+                    source_timestamp: None,
+                    raw: String::from_utf8_lossy(&st.bytes_line),
+                };
+                st.quarantine.append(&rejected, log_group);
+                continue;
             };
-            match normalizer.normalize_line(line, &mut scratch) {
+            match self.normalizer.normalize_line(line, &mut st.scratch) {
                 Ok(event) => {
                     let b = if n == 1 {
                         0
                     } else {
                         (xxhash_rust::xxh3::xxh3_64(event.event_id.as_bytes()) % n as u64) as usize
                     };
-                    builders[b].append(&event);
-                    if builders[b].len() >= flush_rows {
-                        let batch = builders[b].finish()?;
-                        buckets[b]
+                    st.builders[b].append(&event);
+                    if st.builders[b].len() >= self.flush_rows {
+                        let batch = st.builders[b].finish()?;
+                        self.buckets[b]
                             .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .unwrap_or_else(PoisonError::into_inner)
                             .push(batch)?;
                     }
                 }
                 Err(rejected) => {
-                    q.append(&rejected, log_group);
-                    if q.len() >= flush_rows {
-                        let batch = q.finish()?;
-                        quarantine
+                    st.quarantine.append(&rejected, log_group);
+                    if st.quarantine.len() >= self.flush_rows {
+                        let batch = st.quarantine.finish()?;
+                        self.quarantine
                             .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .unwrap_or_else(PoisonError::into_inner)
                             .push(batch)?;
                     }
                 }
@@ -446,30 +408,33 @@ fn parse_worker(
         }
         if in_object != entry.rows {
             return Err(Error::Invariant(format!(
-                "raw object {} holds {in_object} records, its manifest says {}",
-                lake.url_of(&entry.path),
+                "raw object {name} holds {in_object} records, its manifest says {}",
                 entry.rows
             )));
         }
-        bar.inc(1);
+        Ok(())
     }
-    for (b, builder) in builders.iter_mut().enumerate() {
-        if !builder.is_empty() {
-            let batch = builder.finish()?;
-            buckets[b]
+
+    /// Hands the worker's last rows to their buckets.
+    fn flush(&self, st: &mut ParseState) -> Result<()> {
+        for (b, builder) in st.builders.iter_mut().enumerate() {
+            if !builder.is_empty() {
+                let batch = builder.finish()?;
+                self.buckets[b]
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(batch)?;
+            }
+        }
+        if !st.quarantine.is_empty() {
+            let batch = st.quarantine.finish()?;
+            self.quarantine
                 .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(PoisonError::into_inner)
                 .push(batch)?;
         }
+        Ok(())
     }
-    if !q.is_empty() {
-        let batch = q.finish()?;
-        quarantine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(batch)?;
-    }
-    Ok(read)
 }
 
 fn write_quarantine(
