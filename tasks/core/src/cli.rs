@@ -68,11 +68,10 @@ pub fn day_step_main<R: Serialize>(
 ) -> ExitCode {
     use clap::{Args, FromArgMatches};
     init_logging();
-    let command = DayArgs::augment_args(
-        clap::Command::new(tool)
-            .about(about)
-            .version(env!("CARGO_PKG_VERSION")),
-    );
+    // The about text is set after the arguments: their doc comments would otherwise replace it.
+    let command = DayArgs::augment_args(clap::Command::new(tool))
+        .about(about)
+        .version(env!("CARGO_PKG_VERSION"));
     let args = match command
         .try_get_matches()
         .and_then(|m| DayArgs::from_arg_matches(&m))
