@@ -88,9 +88,10 @@ impl Manifest {
             })
     }
 
-    /// Publishes this manifest (atomically replacing the previous one), then removes the folders
-    /// of runs older than the one it replaces, and orphans of killed runs.
-    pub fn publish(&self, lake: &Lake, previous: Option<&Manifest>) -> Result<()> {
+    /// Publishes this manifest (atomically replacing the previous one), then removes the run
+    /// folders of its tables for this day except its own and `keep` (the run it replaces, runs a
+    /// catalog still serves). Orphans of killed runs go with them.
+    pub fn publish(&self, lake: &Lake, keep: &[&str]) -> Result<()> {
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| Error::external("encode manifest", e))?;
         lake.put(&layout::manifest(&self.step, self.date), body)?;
@@ -100,8 +101,7 @@ impl Manifest {
                 let Some(id) = run.strip_prefix("run=") else {
                     continue;
                 };
-                let keep = id == self.run_id || previous.is_some_and(|p| p.run_id == id);
-                if !keep {
+                if id != self.run_id && !keep.contains(&id) {
                     lake.delete_prefix(&format!("{dir}/{run}"))?;
                 }
             }

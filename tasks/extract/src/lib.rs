@@ -172,7 +172,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         duration_ms: 0,
     };
     manifest.outputs.insert(layout::RAW.into(), output);
-    manifest.publish(&lake, previous.as_ref())?;
+    let keep: Vec<&str> = previous.iter().map(|p| p.run_id.as_str()).collect();
+    manifest.publish(&lake, &keep)?;
     tracing::info!(
         "extract {day}: {} events of the day in {} object(s), {} outside the day, {} malformed line(s)",
         report.selected,

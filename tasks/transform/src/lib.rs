@@ -290,11 +290,34 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     manifest.inputs.insert("extract".into(), raw.run_id.clone());
     manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
     manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
-    manifest.publish(&lake, previous.as_ref())?;
+    // Keep the run being replaced and any run the catalog still serves for this day: a query
+    // must never find its partition's files gone because the catalog step has not run yet.
+    let mut keep: Vec<String> = previous.iter().map(|p| p.run_id.clone()).collect();
+    keep.extend(cataloged_runs(config, &lake, day));
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    manifest.publish(&lake, &keep)?;
     tracing::info!(
         "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
     );
     Ok(report)
+}
+
+/// The runs of `day` that the catalog's partitions point at (none when there is no catalog yet).
+fn cataloged_runs(config: &Config, lake: &Lake, day: Day) -> Vec<String> {
+    let Ok(catalog) = bitacora_catalog::open(config, lake) else {
+        return Vec::new();
+    };
+    let db = &config.catalog.database;
+    [EVENTS_TABLE, QUARANTINE_TABLE]
+        .iter()
+        .filter_map(|t| {
+            catalog
+                .get_partition(db, t, &[day.to_string()])
+                .ok()
+                .flatten()
+        })
+        .filter_map(|p| p.parameters.get("run_id").cloned())
+        .collect()
 }
 
 fn sorting_columns(schema: &arrow::datatypes::Schema) -> Vec<SortingColumn> {
