@@ -54,11 +54,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    cli::init_logging();
     let args = match cli::parse_args::<Args>(TOOL) {
         Ok(a) => a,
         Err(code) => return code,
     };
+    // The demo tells its own story; the steps' logs are there with BITACORA_LOG=info.
+    cli::init_logging_at(if matches!(args.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     match args.command {
         Command::Generate {
             date,

@@ -88,8 +88,14 @@ pub fn day_step_main<R: Serialize>(
 
 /// Sets up logging on stderr (`BITACORA_LOG` sets the filter, default `info`).
 pub fn init_logging() {
+    init_logging_at("info");
+}
+
+/// Sets up logging on stderr with a default filter for when `BITACORA_LOG` is not set.
+pub fn init_logging_at(default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("BITACORA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("BITACORA_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
