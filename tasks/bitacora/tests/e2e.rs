@@ -427,6 +427,16 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
     let e = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap();
     assert_eq!((e.selected, e.malformed), (1, 2));
 
+    // A file that cannot be opened (tests run as root, so a dangling link stands in for a
+    // permission problem): the step fails naming it.
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/nonexistent/bitacora", logs.join("gone.jsonl")).unwrap();
+        let err = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap_err();
+        assert!(err.to_string().contains("gone.jsonl"), "{err}");
+        std::fs::remove_file(logs.join("gone.jsonl")).unwrap();
+    }
+
     std::fs::write(
         logs.join("broken.jsonl.gz"),
         b"\x1f\x8b\x08\x00garbage-not-gzip",
