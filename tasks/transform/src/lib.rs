@@ -44,7 +44,7 @@ pub const STEP: &str = "transform";
 const PARALLEL_SPLIT_ROWS: u64 = 500_000;
 
 /// Columns with (nearly) one value per row: dictionary encoding would only cost time.
-const EVENTS_PLAIN: &[&str] = &[
+const EVENTS_UNIQUE: &[&str] = &[
     "event_id",
     "event_time",
     "ingest_time",
@@ -52,7 +52,10 @@ const EVENTS_PLAIN: &[&str] = &[
     "message",
     "properties",
 ];
-const QUARANTINE_PLAIN: &[&str] = &["detail", "source_event_id", "source_timestamp", "raw"];
+/// Columns whose min/max never prune a row group (random ids, text): no statistics.
+const EVENTS_UNPRUNABLE: &[&str] = &["event_id", "session_id", "message", "properties"];
+const QUARANTINE_UNIQUE: &[&str] = &["detail", "source_event_id", "source_timestamp", "raw"];
+const QUARANTINE_UNPRUNABLE: &[&str] = &["detail", "source_event_id", "raw"];
 
 /// Parameters of one transform run.
 #[derive(Debug, Clone)]
@@ -197,7 +200,8 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
                 tc.row_group_rows,
                 tc.zstd_level,
                 sorting.clone(),
-                EVENTS_PLAIN,
+                EVENTS_UNIQUE,
+                EVENTS_UNPRUNABLE,
             )?;
             let bytes =
                 output::write_rows(&events_schema, &batches, &order, props, tc.row_group_rows)?;
@@ -508,7 +512,8 @@ fn write_quarantine(
         tc.row_group_rows,
         tc.zstd_level,
         Vec::new(),
-        QUARANTINE_PLAIN,
+        QUARANTINE_UNIQUE,
+        QUARANTINE_UNPRUNABLE,
     )?;
     let bytes = output::write_rows(
         &schema,

@@ -14,18 +14,25 @@ use parquet::schema::types::ColumnPath;
 use crate::dedup::RowRef;
 
 /// Writer settings of the curated zone.
-/// `plain_columns`: high-cardinality columns written without dictionary encoding.
+/// `unique` names the columns with (nearly) one value per row: written without dictionary
+/// encoding; those in `unprunable` also without min/max statistics (random ids and text blobs,
+/// whose ranges never let a reader skip anything).
 pub fn properties(
     row_group_rows: usize,
     zstd_level: i32,
     sorting: Vec<SortingColumn>,
-    plain_columns: &[&str],
+    unique: &[&str],
+    unprunable: &[&str],
 ) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(zstd_level)
         .map_err(|e| Error::config("transform.zstd_level", e.to_string()))?;
     let mut builder = WriterProperties::builder();
-    for c in plain_columns {
+    for c in unique {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    for c in unprunable {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(*c), EnabledStatistics::None);
     }
     Ok(builder
         .set_compression(Compression::ZSTD(level))
