@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, one_line};
 
 /// Options every step binary accepts.
 #[derive(Debug, Clone, clap::Args)]
@@ -130,10 +130,6 @@ pub fn fail(tool: &str, e: &Error) -> ExitCode {
     });
     println!("{json}");
     ExitCode::from(e.exit_code())
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// clap value parser for `--date`, `--from`, `--to`.

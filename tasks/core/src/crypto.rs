@@ -98,6 +98,10 @@ impl LocalKey {
             std::fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
         }
         let key: [u8; 32] = random()?;
+        // Written to a private temporary file, then linked into place in one step: a concurrent
+        // first run never reads a half-written key, and the first link wins.
+        let suffix: [u8; 6] = random()?;
+        let tmp = path.with_extension(format!("tmp-{}", hex::encode(suffix)));
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -105,13 +109,18 @@ impl LocalKey {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        match opts.open(path) {
-            Ok(mut f) => {
-                f.write_all(format!("{}\n", hex::encode(key)).as_bytes())
-                    .and_then(|_| f.sync_all())
-                    .map_err(|e| Error::io("write key file", path, e))?;
-                Ok((Self::from_bytes(path, key), true))
-            }
+        let written = opts.open(&tmp).and_then(|mut f| {
+            f.write_all(format!("{}\n", hex::encode(key)).as_bytes())?;
+            f.sync_all()
+        });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::io("write key file", &tmp, e));
+        }
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok((Self::from_bytes(path, key), true)),
             // Another process created it first: use theirs.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok((Self::load(path)?, false)),
             Err(e) => Err(Error::io("create key file", path, e)),
@@ -490,6 +499,30 @@ mod tests {
         let (b, created) = LocalKey::load_or_create(&p).unwrap();
         assert!(!created);
         assert_eq!(a.key_id(), b.key_id());
+    }
+
+    #[test]
+    fn concurrent_first_runs_agree_on_one_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let results: Vec<(String, bool)> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|_| {
+                    s.spawn(|| {
+                        let (k, created) = LocalKey::load_or_create(&p).unwrap();
+                        (k.key_id().to_string(), created)
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| r.1).count(), 1);
+        assert!(results.iter().all(|r| r.0 == results[0].0));
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary files left"
+        );
     }
 
     #[test]

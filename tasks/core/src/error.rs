@@ -89,6 +89,11 @@ pub enum Error {
     },
 }
 
+/// Collapses a message onto one line (errors and quarantine details are one line each).
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 impl Error {
     /// Exit code of the command-line contract: 2 for bad usage or configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {

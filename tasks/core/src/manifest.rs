@@ -88,6 +88,15 @@ impl Manifest {
             })
     }
 
+    /// The published manifest that a new run replaces. An unreadable one is replaced too (with a
+    /// warning) instead of blocking every future run of the day.
+    pub fn load_previous(lake: &Lake, step: &str, date: Day) -> Option<Manifest> {
+        Self::load(lake, step, date).unwrap_or_else(|e| {
+            tracing::warn!("{e}: it will be replaced");
+            None
+        })
+    }
+
     /// Publishes this manifest (atomically replacing the previous one), then removes the run
     /// folders of its tables for this day except its own and `keep` (the run it replaces, runs a
     /// catalog still serves). Orphans of killed runs go with them.

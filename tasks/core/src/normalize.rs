@@ -10,6 +10,7 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::error::one_line;
 use crate::model::{Envelope, Event, Reason, Rejected};
 
 /// Outcome of normalising one record.
@@ -39,7 +40,11 @@ impl Normalizer {
     /// message so that the event's fields can borrow from it.
     pub fn normalize_line<'a>(&'a self, line: &'a str, scratch: &'a mut String) -> Normalized<'a> {
         if line.len() > self.max_record_bytes {
-            return Err(self.oversize(line, None));
+            // Still name the delivery when the envelope parses.
+            let parts = serde_json::from_str::<Envelope<'a>>(line)
+                .ok()
+                .map(|e| (e.log_stream_name, e.event_id, e.timestamp));
+            return Err(self.oversize(line, parts));
         }
         let envelope: Envelope<'a> = match serde_json::from_str(line) {
             Ok(e) => e,
@@ -86,7 +91,12 @@ impl Normalizer {
         raw: &'a str,
     ) -> Normalized<'a> {
         if raw.len() > self.max_record_bytes {
-            return Err(self.oversize(raw, Some(envelope)));
+            let parts = (
+                Cow::Borrowed(envelope.log_stream_name.as_ref()),
+                Cow::Borrowed(envelope.event_id.as_ref()),
+                envelope.timestamp,
+            );
+            return Err(self.oversize(raw, Some(parts)));
         }
         self.normalize_parts(
             envelope.timestamp,
@@ -98,11 +108,20 @@ impl Normalizer {
         )
     }
 
-    fn oversize<'a>(&self, raw: &'a str, envelope: Option<&'a Envelope<'a>>) -> Rejected<'a> {
+    /// `parts`: the envelope's log stream, event id and timestamp, when known.
+    fn oversize<'a>(
+        &self,
+        raw: &'a str,
+        parts: Option<(Cow<'a, str>, Cow<'a, str>, i64)>,
+    ) -> Rejected<'a> {
         let mut cut = self.max_record_bytes.min(raw.len());
         while !raw.is_char_boundary(cut) {
             cut -= 1;
         }
+        let (log_stream, source_event_id, source_timestamp) = match parts {
+            Some((stream, id, ts)) => (Some(stream), Some(id), Some(ts.saturating_mul(1000))),
+            None => (None, None, None),
+        };
         Rejected {
             reason: Reason::Oversize,
             detail: format!(
@@ -110,9 +129,9 @@ impl Normalizer {
                 raw.len(),
                 self.max_record_bytes
             ),
-            log_stream: envelope.map(|e| Cow::Borrowed(e.log_stream_name.as_ref())),
-            source_event_id: envelope.map(|e| Cow::Borrowed(e.event_id.as_ref())),
-            source_timestamp: envelope.map(|e| e.timestamp.saturating_mul(1000)),
+            log_stream,
+            source_event_id,
+            source_timestamp,
             raw: Cow::Borrowed(&raw[..cut]),
         }
     }
@@ -368,10 +387,6 @@ fn properties(
     Ok(Some(serde_json::Value::Object(map).to_string()))
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -470,6 +485,8 @@ mod tests {
         let r = norm(&line(&big)).unwrap_err();
         assert_eq!(r.reason, Reason::Oversize);
         assert!(r.raw.len() <= 4096);
+        assert_eq!(r.source_event_id.as_deref(), Some("3741"));
+        assert_eq!(r.log_stream.as_deref(), Some("ios/fleet-1"));
     }
 
     #[test]

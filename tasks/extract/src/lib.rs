@@ -144,7 +144,7 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         );
     }
 
-    let previous = Manifest::load(&lake, STEP, day)?;
+    let previous = Manifest::load_previous(&lake, STEP, day);
     let output = TableOutput::new(run_dir.clone(), files);
     let mut manifest = Manifest::new(STEP, day, &run_id);
     manifest.stats.insert("selected".into(), stats.selected);

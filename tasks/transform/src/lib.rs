@@ -258,7 +258,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         )));
     }
 
-    let previous = Manifest::load(&lake, STEP, day)?;
+    let previous = Manifest::load_previous(&lake, STEP, day);
     let mut manifest = Manifest::new(STEP, day, &run_id);
     let ev_out = TableOutput::new(events_dir.clone(), event_files);
     let q_out = TableOutput::new(quarantine_dir.clone(), q_files);
@@ -297,7 +297,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     // Keep the run being replaced and any run the catalog still serves for this day: a query
     // must never find its partition's files gone because the catalog step has not run yet.
     let mut keep: Vec<String> = previous.iter().map(|p| p.run_id.clone()).collect();
-    keep.extend(cataloged_runs(config, &lake, day));
+    keep.extend(cataloged_runs(config, &lake, day)?);
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
     manifest.publish(&lake, &keep)?;
     tracing::info!(
@@ -306,22 +306,23 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     Ok(report)
 }
 
-/// The runs of `day` that the catalog's partitions point at (none when there is no catalog yet).
-fn cataloged_runs(config: &Config, lake: &Lake, day: Day) -> Vec<String> {
-    let Ok(catalog) = bitacora_catalog::open(config, lake) else {
-        return Vec::new();
-    };
+/// The runs of `day` that the catalog's partitions point at. A table or partition not registered
+/// yet means none; any other catalog error fails the step (deleting a served run would be worse).
+fn cataloged_runs(config: &Config, lake: &Lake, day: Day) -> Result<Vec<String>> {
+    let catalog = bitacora_catalog::open(config, lake)?;
     let db = &config.catalog.database;
-    [EVENTS_TABLE, QUARANTINE_TABLE]
-        .iter()
-        .filter_map(|t| {
-            catalog
-                .get_partition(db, t, &[day.to_string()])
-                .ok()
-                .flatten()
-        })
-        .filter_map(|p| p.parameters.get("run_id").cloned())
-        .collect()
+    let mut runs = Vec::new();
+    for table in [EVENTS_TABLE, QUARANTINE_TABLE] {
+        if catalog.get_table(db, table)?.is_none() {
+            continue;
+        }
+        if let Some(p) = catalog.get_partition(db, table, &[day.to_string()])?
+            && let Some(run) = p.parameters.get("run_id")
+        {
+            runs.push(run.clone());
+        }
+    }
+    Ok(runs)
 }
 
 fn sorting_columns(schema: &arrow::datatypes::Schema) -> Vec<SortingColumn> {
@@ -499,6 +500,7 @@ fn write_quarantine(
             key("source_event_id")?,
             key("raw")?,
             key("reason")?,
+            key("detail")?,
         ],
         None,
     )

@@ -122,7 +122,6 @@ impl LogSource for FileSource {
         };
         let reader = open(path).map_err(fail)?;
         let mut reader = BufReader::with_capacity(1 << 20, reader);
-        let (start, end) = (day.start_ms(), day.end_ms());
         let mut stats = UnitStats::default();
         let mut line = Vec::with_capacity(4096);
         let mut number = 0u64;
@@ -150,7 +149,7 @@ impl LogSource for FileSource {
                 None => serde_json::from_slice::<Timestamp>(&line),
             };
             match parsed {
-                Ok(t) if t.timestamp >= start && t.timestamp < end => {
+                Ok(t) if day.contains_ms(t.timestamp) => {
                     stats.selected += 1;
                     emit(&line)?;
                 }

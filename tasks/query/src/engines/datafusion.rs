@@ -64,11 +64,7 @@ impl DataFusionEngine {
         let config = SessionConfig::new()
             .with_default_catalog_and_schema("datafusion", database)
             .with_information_schema(true)
-            .with_target_partitions(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            );
+            .with_target_partitions(bitacora_core::config::worker_count(0));
         let ctx = SessionContext::new_with_config(config);
         let url = lake.root().clone();
         if url.scheme() != "file" {
