@@ -31,6 +31,7 @@ where
         .min(queue.lock().map(|q| q.len()).unwrap_or(1).max(1));
     let cancelled = AtomicBool::new(false);
     let worker = || -> Result<S> {
+        let _stop_others_on_panic = CancelOnPanic(&cancelled);
         let mut state = init();
         let outcome = (|| {
             while !cancelled.load(Ordering::Relaxed) {
@@ -58,6 +59,17 @@ where
             })
             .collect()
     })
+}
+
+/// Stops the other workers at their next item when this one panics.
+struct CancelOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for CancelOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -93,5 +105,31 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("seven"));
+    }
+
+    #[test]
+    fn a_panic_is_an_error_and_stops_the_others() {
+        use std::sync::atomic::AtomicUsize;
+        let done = AtomicUsize::new(0);
+        let e = fold_parallel(
+            0..10_000u64,
+            2,
+            || (),
+            |_, i| {
+                if i == 3 {
+                    panic!("worker bug");
+                }
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                done.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            },
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("panicked"));
+        assert!(
+            done.load(Ordering::Relaxed) < 9_000,
+            "the other worker stopped early"
+        );
     }
 }
