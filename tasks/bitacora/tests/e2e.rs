@@ -412,6 +412,23 @@ fn wrong_or_missing_key_fails_clearly() {
 
     std::fs::write(&key, good).unwrap();
     bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap();
+
+    // An object copied over another day's object (same key, valid ciphertext) is refused.
+    let other = day().pred();
+    env.generate(other, 500, 6);
+    bitacora_extract::run(&env.config, &ExtractParams { date: other }).unwrap();
+    let lake = env.lake();
+    let ours = Manifest::load(&lake, "extract", day()).unwrap().unwrap();
+    let theirs = Manifest::load(&lake, "extract", other).unwrap().unwrap();
+    let target = &ours.outputs["raw"].files[0].path;
+    lake.put(
+        target,
+        lake.get(&theirs.outputs["raw"].files[0].path).unwrap(),
+    )
+    .unwrap();
+    let e = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap_err();
+    assert!(e.to_string().contains("moved or swapped"), "{e}");
+    assert!(e.to_string().contains(target.as_str()), "{e}");
 }
 
 #[test]

@@ -193,6 +193,9 @@ impl KeyProvider for LocalKey {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Header {
     alg: String,
+    /// The object's path in the lake: part of the authenticated header, so an object moved or
+    /// swapped to another path (another day, another run) fails to decrypt.
+    object: String,
     chunk: usize,
     provider: String,
     key_id: String,
@@ -220,16 +223,23 @@ pub struct EncryptingWriter<W: Write> {
 }
 
 impl<W: Write> EncryptingWriter<W> {
-    pub fn new(inner: W, keys: &dyn KeyProvider) -> Result<Self> {
-        Self::with_chunk(inner, keys, DEFAULT_CHUNK)
+    /// Starts the encrypted stream of the object at `object` (its path in the lake).
+    pub fn new(inner: W, keys: &dyn KeyProvider, object: &str) -> Result<Self> {
+        Self::with_chunk(inner, keys, object, DEFAULT_CHUNK)
     }
 
     /// Starts an encrypted stream with an explicit chunk size (tests use small chunks).
-    pub fn with_chunk(inner: W, keys: &dyn KeyProvider, chunk: usize) -> Result<Self> {
+    pub fn with_chunk(
+        inner: W,
+        keys: &dyn KeyProvider,
+        object: &str,
+        chunk: usize,
+    ) -> Result<Self> {
         let data_key: [u8; 32] = random()?;
         let prefix: [u8; 7] = random()?;
         let header = serde_json::to_vec(&Header {
             alg: "AES-256-GCM".into(),
+            object: object.into(),
             chunk,
             provider: keys.provider().into(),
             key_id: keys.key_id().into(),
@@ -323,7 +333,8 @@ pub struct DecryptingReader<R: Read> {
 }
 
 impl<R: Read> DecryptingReader<R> {
-    /// Reads and checks the header; `object` names the object in errors.
+    /// Reads and checks the header of the object at `object` (its path in the lake, also used in
+    /// errors).
     pub fn new(mut inner: R, keys: &dyn KeyProvider, object: &str) -> Result<Self> {
         let bad = |m: String| Error::Crypto {
             object: object.to_string(),
@@ -352,6 +363,12 @@ impl<R: Read> DecryptingReader<R> {
             serde_json::from_slice(&header).map_err(|e| bad(format!("corrupt header: {e}")))?;
         if h.alg != "AES-256-GCM" {
             return Err(bad(format!("unsupported algorithm {}", h.alg)));
+        }
+        if h.object != object {
+            return Err(bad(format!(
+                "was encrypted as {}: objects cannot be moved or swapped",
+                h.object
+            )));
         }
         if h.provider != keys.provider() || h.key_id != keys.key_id() {
             return Err(bad(format!(
@@ -461,7 +478,7 @@ mod tests {
     }
 
     fn encrypt(keys: &LocalKey, data: &[u8], chunk: usize) -> Vec<u8> {
-        let mut w = EncryptingWriter::with_chunk(Vec::new(), keys, chunk).unwrap();
+        let mut w = EncryptingWriter::with_chunk(Vec::new(), keys, "obj", chunk).unwrap();
         w.write_all(data).unwrap();
         w.finish().unwrap()
     }
@@ -531,9 +548,7 @@ mod tests {
         let k = key(dir.path(), "k");
         let other = key(dir.path(), "other");
         let ct = encrypt(&k, &b"hello world".repeat(100), 64);
-        let e = DecryptingReader::new(&ct[..], &other, "raw/x")
-            .err()
-            .unwrap();
+        let e = DecryptingReader::new(&ct[..], &other, "obj").err().unwrap();
         assert!(e.to_string().contains("wrong key"), "{e}");
 
         let mut flipped = ct.clone();
@@ -541,6 +556,11 @@ mod tests {
         flipped[n - 20] ^= 1;
         let e = decrypt(&k, &flipped).unwrap_err();
         assert!(e.to_string().contains("authentication failed"), "{e}");
+
+        let e = DecryptingReader::new(&ct[..], &k, "raw/elsewhere")
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("moved or swapped"), "{e}");
 
         let truncated = &ct[..ct.len() - 90];
         assert!(decrypt(&k, truncated).is_err());

@@ -76,21 +76,27 @@ impl RawCodec {
         }
     }
 
-    pub fn writer(&self) -> Result<RawWriter> {
+    /// A writer for the object at `object` (its path in the lake).
+    pub fn writer(&self, object: &str) -> Result<RawWriter> {
         let inner = match &self.keys {
-            Some(k) => Sink::Encrypted(Box::new(EncryptingWriter::new(Vec::new(), k.as_ref())?)),
+            Some(k) => Sink::Encrypted(Box::new(EncryptingWriter::new(
+                Vec::new(),
+                k.as_ref(),
+                object,
+            )?)),
             None => Sink::Plain(Vec::new()),
         };
         let encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)
             .map_err(|e| Error::external("start zstd", e))?;
         Ok(RawWriter {
             encoder,
+            object: object.to_string(),
             lines: 0,
             plain_bytes: 0,
         })
     }
 
-    /// A line reader over an object's bytes; `object` names it in errors.
+    /// A line reader over the bytes of the object at `object` (its path in the lake).
     pub fn reader<'a>(&self, bytes: &'a [u8], object: &str) -> Result<Box<dyn BufRead + 'a>> {
         let encrypted = is_encrypted(bytes);
         let compressed: Box<dyn Read + 'a> = match (&self.keys, encrypted) {
@@ -138,6 +144,7 @@ impl Write for Sink {
 /// Accumulates one raw object.
 pub struct RawWriter {
     encoder: zstd::stream::write::Encoder<'static, Sink>,
+    object: String,
     lines: u64,
     plain_bytes: u64,
 }
@@ -152,6 +159,11 @@ impl RawWriter {
         self.lines += 1;
         self.plain_bytes += line.len() as u64 + 1;
         Ok(())
+    }
+
+    /// The object's path in the lake.
+    pub fn object(&self) -> &str {
+        &self.object
     }
 
     pub fn lines(&self) -> u64 {
@@ -191,7 +203,7 @@ mod tests {
             RawCodec::with_keys(None),
             RawCodec::with_keys(Some(key.clone())),
         ] {
-            let mut w = codec.writer().unwrap();
+            let mut w = codec.writer("o").unwrap();
             w.write_line(b"{\"a\":1}").unwrap();
             w.write_line(b"{\"b\":2}").unwrap();
             let bytes = w.finish().unwrap();
@@ -204,7 +216,7 @@ mod tests {
             assert_eq!(lines, vec!["{\"a\":1}", "{\"b\":2}"]);
         }
         let plain = RawCodec::with_keys(None)
-            .writer()
+            .writer("o")
             .unwrap()
             .finish()
             .unwrap();

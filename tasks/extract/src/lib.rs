@@ -106,7 +106,7 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
             let mut emit = |line: &[u8]| -> Result<()> {
                 let w = match st.writer.as_mut() {
                     Some(w) => w,
-                    None => st.writer.insert(codec.writer()?),
+                    None => st.writer.insert(shared.new_writer()?),
                 };
                 w.write_line(line)?;
                 if w.plain_bytes() >= max_object
@@ -203,13 +203,19 @@ struct Shared<'a> {
 }
 
 impl Shared<'_> {
+    /// A writer for the next object of the run (the path is bound into its encryption header).
+    fn new_writer(&self) -> Result<RawWriter> {
+        let n = self.next_object.fetch_add(1, Ordering::Relaxed);
+        let path = format!("{}/part-{n:05}.{}", self.run_dir, self.codec.extension());
+        self.codec.writer(&path)
+    }
+
     fn store(&self, writer: RawWriter) -> Result<FileEntry> {
         let rows = writer.lines();
         self.plain_bytes
             .fetch_add(writer.plain_bytes(), Ordering::Relaxed);
+        let path = writer.object().to_string();
         let bytes = writer.finish()?;
-        let n = self.next_object.fetch_add(1, Ordering::Relaxed);
-        let path = format!("{}/part-{n:05}.{}", self.run_dir, self.codec.extension());
         let size = bytes.len() as u64;
         self.lake.put(&path, bytes)?;
         Ok(FileEntry {

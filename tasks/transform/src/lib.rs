@@ -375,7 +375,7 @@ impl Parser<'_> {
         let n = self.buckets.len();
         let log_group = self.normalizer.log_group();
         let object = self.lake.get(&entry.path)?;
-        let name = self.lake.url_of(&entry.path);
+        let name = entry.path.clone();
         let mut reader = self.codec.reader(&object, &name)?;
         let mut in_object = 0u64;
         loop {
