@@ -85,7 +85,7 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let run_id = layout::new_run_id();
     let run_dir = layout::run_dir(layout::RAW, day, &run_id);
     let max_object = config.extract.max_object_bytes;
-    let workers = worker_count(config.extract.workers).min(units.len().max(1));
+    let workers = worker_count(config.extract.workers);
 
     let next_object = AtomicU64::new(0);
     let plain_bytes = AtomicU64::new(0);

@@ -20,11 +20,15 @@ pub use named::{NAMED, NamedQuery};
 pub fn open(config: &Config) -> Result<Box<dyn QueryEngine>> {
     let lake = Lake::open(&config.lake)?;
     let catalog = bitacora_catalog::open(config, &lake)?;
+    open_with(config, &lake, catalog.as_ref())
+}
+
+fn open_with(config: &Config, lake: &Lake, catalog: &dyn Catalog) -> Result<Box<dyn QueryEngine>> {
     match config.query.engine {
         QueryEngineKind::Datafusion => Ok(Box::new(DataFusionEngine::new(
-            catalog.as_ref(),
+            catalog,
             &config.catalog.database,
-            &lake,
+            lake,
         )?)),
         QueryEngineKind::Athena => Err(Error::config(
             "query.engine",
@@ -34,12 +38,6 @@ pub fn open(config: &Config) -> Result<Box<dyn QueryEngine>> {
 }
 
 /// The latest day registered for `events`.
-pub fn latest_day(config: &Config) -> Result<Option<Day>> {
-    let lake = Lake::open(&config.lake)?;
-    let catalog = bitacora_catalog::open(config, &lake)?;
-    latest_in(catalog.as_ref(), &config.catalog.database)
-}
-
 fn latest_in(catalog: &dyn Catalog, database: &str) -> Result<Option<Day>> {
     if catalog.get_table(database, EVENTS_TABLE)?.is_none() {
         return Ok(None);
@@ -56,13 +54,16 @@ pub fn query(config: &Config, sql: &str) -> Result<QueryOutput> {
     open(config)?.query(sql)
 }
 
-/// Runs a named query for a day (or every day).
+/// Runs a named query for a day (or every day). The lake and catalog are opened once, and the
+/// latest day is looked up only for a query that needs a reference day and was given none.
 pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutput> {
     let q = named::find(name)?;
-    let latest = if date.is_none() {
-        latest_day(config)?
+    let lake = Lake::open(&config.lake)?;
+    let catalog = bitacora_catalog::open(config, &lake)?;
+    let latest = if date.is_none() && q.needs_reference_day() {
+        latest_in(catalog.as_ref(), &config.catalog.database)?
     } else {
         None
     };
-    query(config, &q.sql(date, latest))
+    open_with(config, &lake, catalog.as_ref())?.query(&q.sql(date, latest))
 }

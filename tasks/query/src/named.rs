@@ -90,6 +90,11 @@ pub fn find(name: &str) -> Result<&'static NamedQuery> {
 }
 
 impl NamedQuery {
+    /// Whether the query compares against a reference day (`--date`, else the latest day).
+    pub fn needs_reference_day(&self) -> bool {
+        self.template.contains("{window}")
+    }
+
     /// The SQL for a day (or for every day when `date` is `None`). `latest` is the latest day in
     /// the catalog, used by queries that need a reference day.
     pub fn sql(&self, date: Option<Day>, latest: Option<Day>) -> String {
