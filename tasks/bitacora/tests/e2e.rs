@@ -310,6 +310,7 @@ fn spilled_day_gives_the_same_answers() {
     small.generate(day(), 12_000, 11);
     small.config.transform.rows_per_file = 2_500;
     small.config.transform.row_group_rows = 1_000;
+    small.config.transform.workers = 2;
     let (_, ts) = small.run_all(day());
     assert!(
         ts.buckets >= 4,
@@ -317,6 +318,7 @@ fn spilled_day_gives_the_same_answers() {
         ts.buckets
     );
     assert!(ts.files > 4);
+    assert!(ts.spilled, "more buckets than workers go to disk");
     assert_eq!(
         (ts.events, ts.duplicates, ts.quarantine),
         (t.events, t.duplicates, t.quarantine)

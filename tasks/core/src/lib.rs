@@ -16,6 +16,7 @@ pub mod config;
 pub mod crypto;
 pub mod date;
 pub mod error;
+mod json;
 pub mod lake;
 pub mod manifest;
 pub mod model;

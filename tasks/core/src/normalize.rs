@@ -11,6 +11,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::one_line;
+use crate::json;
 use crate::model::{Envelope, Event, Reason, Rejected};
 
 /// Outcome of normalising one record.
@@ -21,6 +22,8 @@ pub type Normalized<'a> = std::result::Result<Event<'a>, Rejected<'a>>;
 pub struct Normalizer {
     log_group: String,
     max_record_bytes: usize,
+    /// Skips the fast scanner (tests compare both paths).
+    serde_only: bool,
 }
 
 impl Normalizer {
@@ -28,6 +31,7 @@ impl Normalizer {
         Normalizer {
             log_group: log_group.into(),
             max_record_bytes,
+            serde_only: false,
         }
     }
 
@@ -39,6 +43,30 @@ impl Normalizer {
     /// Normalises one envelope line (a CloudWatch event as JSON). `scratch` holds the unescaped
     /// message so that the event's fields can borrow from it.
     pub fn normalize_line<'a>(&'a self, line: &'a str, scratch: &'a mut String) -> Normalized<'a> {
+        if !self.serde_only
+            && line.len() <= self.max_record_bytes
+            && let Some(e) = json::envelope(line, scratch)
+        {
+            let scratch: &'a String = scratch;
+            return self.normalize_parts(
+                e.timestamp,
+                e.ingestion_time,
+                e.message.unwrap_or(scratch.as_str()),
+                Cow::Borrowed(e.log_stream_name),
+                Cow::Borrowed(e.event_id),
+                Cow::Borrowed(line),
+            );
+        }
+        self.normalize_line_serde(line, scratch)
+    }
+
+    /// [`Self::normalize_line`] through `serde_json` alone: the path of any line the fast scanner
+    /// leaves (it decides and words every error).
+    fn normalize_line_serde<'a>(
+        &'a self,
+        line: &'a str,
+        scratch: &'a mut String,
+    ) -> Normalized<'a> {
         if line.len() > self.max_record_bytes {
             // Still name the delivery when the envelope parses.
             let parts = serde_json::from_str::<Envelope<'a>>(line)
@@ -172,7 +200,11 @@ impl Normalizer {
             event.message = Some(Cow::Borrowed(message));
             return Ok(event);
         }
-        let fields: MessageFields<'a> = match serde_json::from_str(trimmed) {
+        let fast = (!self.serde_only)
+            .then(|| MessageFields::scan(trimmed))
+            .flatten();
+        let fields: MessageFields<'a> = match fast.map_or_else(|| serde_json::from_str(trimmed), Ok)
+        {
             Ok(f) => f,
             Err(e) => {
                 return Err(reject(
@@ -197,31 +229,56 @@ impl Normalizer {
     }
 }
 
-/// Core fields of an app message, kept raw until typed one by one (so a wrong type names its field).
+/// Core fields of an app message, kept as raw JSON text until typed one by one (so a wrong type
+/// names its field).
 #[derive(Default)]
 struct MessageFields<'a> {
-    known: [Option<&'a RawValue>; FIELD_COUNT],
-    unknown: Vec<(Cow<'a, str>, &'a RawValue)>,
+    known: [Option<&'a str>; FIELD_COUNT],
+    unknown: Vec<(Cow<'a, str>, &'a str)>,
 }
 
-const FIELDS: [&str; 15] = [
-    "event_id",
-    "ts",
-    "level",
-    "event_type",
-    "user_id",
-    "session_id",
-    "app_version",
-    "platform",
-    "os_version",
-    "device_model",
-    "country",
-    "latency_ms",
-    "status_code",
-    "error_code",
-    "props",
-];
-const FIELD_COUNT: usize = FIELDS.len();
+impl<'a> MessageFields<'a> {
+    fn add(&mut self, key: Cow<'a, str>, value: &'a str) {
+        match field_index(&key) {
+            Some(i) => self.known[i] = Some(value),
+            None => self.unknown.push((key, value)),
+        }
+    }
+
+    /// The fast path: `None` leaves the message to `serde_json`.
+    fn scan(text: &'a str) -> Option<Self> {
+        let mut out = MessageFields::default();
+        json::object_members(text, |k, v| {
+            out.add(Cow::Borrowed(k), v);
+            Some(())
+        })?;
+        Some(out)
+    }
+}
+
+fn field_index(key: &str) -> Option<usize> {
+    Some(match key {
+        "event_id" => 0,
+        "ts" => 1,
+        "level" => 2,
+        "event_type" => 3,
+        "user_id" => 4,
+        "session_id" => 5,
+        "app_version" => 6,
+        "platform" => 7,
+        "os_version" => 8,
+        "device_model" => 9,
+        "country" => 10,
+        "latency_ms" => 11,
+        "status_code" => 12,
+        "error_code" => 13,
+        "props" => 14,
+        _ => return None,
+    })
+}
+
+/// Core fields of the message, numbered by [`field_index`].
+const FIELD_COUNT: usize = 15;
 
 impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -235,10 +292,7 @@ impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
                 let mut out = MessageFields::default();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let value: &'de RawValue = map.next_value()?;
-                    match FIELDS.iter().position(|f| *f == key) {
-                        Some(i) => out.known[i] = Some(value),
-                        None => out.unknown.push((key, value)),
-                    }
+                    out.add(key, value.get());
                 }
                 Ok(out)
             }
@@ -249,8 +303,8 @@ impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
 
 type FieldError = (Reason, String);
 
-fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> FieldError {
-    let mut shown = raw.get().to_string();
+fn wrong_type(field: &str, expected: &str, raw: &str) -> FieldError {
+    let mut shown = raw.to_string();
     if shown.len() > 60 {
         let mut cut = 57;
         while !shown.is_char_boundary(cut) {
@@ -265,12 +319,9 @@ fn wrong_type(field: &str, expected: &str, raw: &RawValue) -> FieldError {
     )
 }
 
-fn str_field<'a>(
-    field: &str,
-    raw: Option<&'a RawValue>,
-) -> Result<Option<Cow<'a, str>>, FieldError> {
+fn str_field<'a>(field: &str, raw: Option<&'a str>) -> Result<Option<Cow<'a, str>>, FieldError> {
     let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
+    let text = raw;
     if text == "null" {
         return Ok(None);
     }
@@ -286,9 +337,9 @@ fn str_field<'a>(
     Err(wrong_type(field, "a string", raw))
 }
 
-fn int_field(field: &str, raw: Option<&RawValue>) -> Result<Option<i64>, FieldError> {
+fn int_field(field: &str, raw: Option<&str>) -> Result<Option<i64>, FieldError> {
     let Some(raw) = raw else { return Ok(None) };
-    let text = raw.get();
+    let text = raw;
     if text == "null" {
         return Ok(None);
     }
@@ -308,7 +359,7 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
         let ts = str_field("ts", Some(raw)).map_err(|_| {
             (
                 Reason::UnparsableTs,
-                format!("field ts: expected an RFC 3339 string, got {}", raw.get()),
+                format!("field ts: expected an RFC 3339 string, got {raw}"),
             )
         })?;
         if let Some(ts) = ts {
@@ -348,14 +399,14 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
 /// `props` plus unknown keys as a JSON object: `props` text as sent when there are no unknown keys,
 /// else a merged object with sorted keys (`props` wins on a clash).
 fn properties(
-    props: Option<&RawValue>,
-    unknown: &[(Cow<'_, str>, &RawValue)],
+    props: Option<&str>,
+    unknown: &[(Cow<'_, str>, &str)],
 ) -> Result<Option<String>, FieldError> {
     // The common case: `props` alone, already a compact object (what apps send) — keep its text.
     if unknown.is_empty()
         && let Some(raw) = props
     {
-        let text = raw.get();
+        let text = raw;
         if text == "null" {
             return Ok(None);
         }
@@ -368,8 +419,8 @@ fn properties(
     }
     let mut map = match props {
         None => serde_json::Map::new(),
-        Some(raw) if raw.get() == "null" => serde_json::Map::new(),
-        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Some("null") => serde_json::Map::new(),
+        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
             Ok(serde_json::Value::Object(m)) => m,
             _ => return Err(wrong_type("props", "an object", raw)),
         },
@@ -379,7 +430,7 @@ fn properties(
     }
     for (key, raw) in unknown {
         if !map.contains_key(key.as_ref())
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(raw.get())
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(raw)
         {
             map.insert(key.to_string(), v);
         }
@@ -508,5 +559,60 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(e.device_model.as_deref(), Some("Pixel \"8\""));
+    }
+
+    /// The fast scanner and `serde_json` agree on every input: same event, or same rejection.
+    #[test]
+    fn fast_path_agrees_with_serde_on_mutated_lines() {
+        let fast = Normalizer::new("/mobile/app", 4096);
+        let slow = Normalizer {
+            serde_only: true,
+            ..fast.clone()
+        };
+        let mut bases: Vec<String> = vec![
+            line(r#"{"event_id":"e-1","ts":"2026-11-01T12:00:00.250Z","level":"INFO","event_type":"api_call","user_id":"u1","latency_ms":120,"status_code":200,"error_code":null,"props":{"screen":"home","n":[1,2.5e-3,true]},"x":-0.5}"#),
+            line(r#"{"event_type":"tap","device_model":"Pixel \"8\" \u00e9\ud83d\ude00","props":null}"#),
+            line("plain text with \"quotes\" and a tab\tand é"),
+            r#" { "eventId" : "7", "logStreamName" : "s", "timestamp" : 12, "ingestionTime" : null, "message" : "{ \"a\" : [ ] , \"b\" : { } }" } "#.to_string(),
+        ];
+        bases.push(line(r#"{"ts":1,"latency_ms":1e3,"status_code":-7}"#));
+        let specials = b"\"\\{}[],:0123-+.eEun tfl\t/a\xc3";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut compared = 0;
+        for round in 0..40_000 {
+            let mut b = bases[round % bases.len()].clone().into_bytes();
+            for _ in 0..1 + next(3) {
+                let at = next(b.len());
+                match next(4) {
+                    0 => b[at] = specials[next(specials.len())],
+                    1 => {
+                        b.remove(at);
+                    }
+                    2 => b.insert(at, specials[next(specials.len())]),
+                    _ => {
+                        let end = (at + next(12)).min(b.len());
+                        let piece = b[at..end].to_vec();
+                        b.splice(at..at, piece);
+                    }
+                }
+            }
+            let Ok(text) = String::from_utf8(b) else {
+                continue;
+            };
+            let (mut s1, mut s2) = (String::new(), String::new());
+            assert_eq!(
+                fast.normalize_line(&text, &mut s1),
+                slow.normalize_line(&text, &mut s2),
+                "{text}"
+            );
+            compared += 1;
+        }
+        assert!(compared > 30_000);
     }
 }

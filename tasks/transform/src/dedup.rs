@@ -63,26 +63,32 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
             }
         }
     }
-    // Order by (event_type, event_time, event_id). Types are few: compare their ranks, and the
-    // (unique) ids only when type and time are equal.
+    // Order by (event_type, event_time, event_id). Types are few: number them as they come, then
+    // turn those numbers into ranks of the sorted types; ids are compared only on equal type and time.
+    let mut type_ids: HashMap<Option<&str>, u32, Xxh3Builder> =
+        HashMap::with_hasher(Xxh3Builder::new());
     let mut types: Vec<Option<&str>> = Vec::new();
-    for c in &cols {
-        for ri in 0..c.event_type.len() {
-            let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
-            if !types.contains(&t) {
-                types.push(t);
-            }
-        }
-    }
-    types.sort();
-    let rank = |c: &Cols<'_>, ri: usize| -> u32 {
-        let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
-        types.iter().position(|x| *x == t).unwrap_or(0) as u32
-    };
     let mut keyed: Vec<(u32, i64, RowRef)> = best
         .into_values()
-        .map(|(bi, ri)| (rank(&cols[bi], ri), cols[bi].time.value(ri), (bi, ri)))
+        .map(|(bi, ri)| {
+            let c = &cols[bi];
+            let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
+            let id = *type_ids.entry(t).or_insert_with(|| {
+                types.push(t);
+                (types.len() - 1) as u32
+            });
+            (id, c.time.value(ri), (bi, ri))
+        })
         .collect();
+    let mut by_name: Vec<u32> = (0..types.len() as u32).collect();
+    by_name.sort_by_key(|&i| types[i as usize]);
+    let mut rank = vec![0u32; types.len()];
+    for (r, &i) in by_name.iter().enumerate() {
+        rank[i as usize] = r as u32;
+    }
+    for k in &mut keyed {
+        k.0 = rank[k.0 as usize];
+    }
     keyed.sort_unstable_by(|a, b| {
         a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| {
             let ((ba, ra), (bb, rb)) = (a.2, b.2);

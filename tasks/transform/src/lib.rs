@@ -4,7 +4,7 @@
 //! 1. every raw object of the day's published extract is decrypted, decompressed and parsed in
 //!    parallel; each record is normalised (the shared [`bitacora_core::normalize`]) into an event, or a
 //!    quarantine row with its reason; events are hash-partitioned by dedup key into buckets, kept in
-//!    memory when the day fits one output file and spilled to disk otherwise;
+//!    memory when there are no more buckets than workers and spilled to disk otherwise;
 //! 2. each bucket is deduplicated (earliest `(timestamp, eventId)` delivery kept), ordered by
 //!    `(event_type, event_time, event_id)` and written as one zstd Parquet file.
 //!
@@ -17,7 +17,7 @@ mod output;
 mod spill;
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -42,6 +42,8 @@ pub const STEP: &str = "transform";
 
 /// Days of at least twice this many records are written as several files in parallel.
 const PARALLEL_SPLIT_ROWS: u64 = 500_000;
+/// Decoded bytes of a raw object parsed at a time.
+const DECODE_BLOCK: usize = 4 << 20;
 
 /// Columns with (nearly) one value per row: dictionary encoding would only cost time.
 const EVENTS_UNIQUE: &[&str] = &[
@@ -88,7 +90,7 @@ pub struct TransformReport {
     pub bytes: u64,
     /// Dedup buckets (one per events file).
     pub buckets: u64,
-    /// Whether the day was larger than `transform.rows_per_file` and spilled to disk.
+    /// Whether the buckets were spilled to disk (more buckets than workers).
     pub spilled: bool,
     pub events_location: String,
     pub quarantine_location: String,
@@ -115,8 +117,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     // on the input, so the output files do not depend on the machine.
     let by_size = expected.div_ceil(tc.rows_per_file as u64).max(1);
     let buckets_n = by_size.max((expected / PARALLEL_SPLIT_ROWS).min(4)) as usize;
-    let spill = by_size > 1;
     let workers = worker_count(tc.workers);
+    // Pass 2 holds one bucket per worker at a time: when every bucket gets its own worker, the
+    // whole day is in memory then anyway, so spilling would only add disk I/O.
+    let spill = buckets_n > workers;
     let normalizer = Normalizer::new(config.source.log_group.clone(), tc.max_record_bytes);
 
     // Pass 1: parse, normalise, partition.
@@ -342,7 +346,8 @@ struct ParseState {
     builders: Vec<EventBuilder>,
     quarantine: QuarantineBuilder,
     read: u64,
-    bytes_line: Vec<u8>,
+    /// Decoded bytes of the current raw object (a block at a time).
+    block: Vec<u8>,
     scratch: String,
 }
 
@@ -354,7 +359,7 @@ impl ParseState {
                 .collect(),
             quarantine: QuarantineBuilder::default(),
             read: 0,
-            bytes_line: Vec::with_capacity(4096),
+            block: Vec::new(),
             scratch: String::new(),
         }
     }
@@ -372,73 +377,100 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn parse_object(&self, st: &mut ParseState, entry: &FileEntry) -> Result<()> {
-        let n = self.buckets.len();
-        let log_group = self.normalizer.log_group();
         let object = self.lake.get(&entry.path)?;
-        let name = entry.path.clone();
-        let mut reader = self.codec.reader(&object, &name)?;
+        let name = entry.path.as_str();
+        let mut decoder = self.codec.decoder(&object, name)?;
+        // The object is decoded a block at a time and its lines are parsed where they lie; only a
+        // line cut by the block's end is moved, to the front of the next block.
+        let mut block = std::mem::take(&mut st.block);
+        block.clear();
         let mut in_object = 0u64;
         loop {
-            st.bytes_line.clear();
-            let got = reader
-                .read_until(b'\n', &mut st.bytes_line)
+            let got = (&mut decoder)
+                .take(DECODE_BLOCK as u64)
+                .read_to_end(&mut block)
                 .map_err(|e| Error::Crypto {
-                    object: name.clone(),
+                    object: name.to_string(),
                     message: e.to_string(),
                 })?;
-            if got == 0 {
+            let eof = got == 0;
+            let complete = if eof {
+                block.len()
+            } else {
+                match memchr::memrchr(b'\n', &block) {
+                    Some(i) => i + 1,
+                    None => continue,
+                }
+            };
+            for line in block[..complete].split_inclusive(|b| *b == b'\n') {
+                let line = line.strip_suffix(b"\n").unwrap_or(line);
+                in_object += 1;
+                self.parse_line(st, line)?;
+            }
+            block.drain(..complete);
+            if eof {
                 break;
             }
-            if st.bytes_line.last() == Some(&b'\n') {
-                st.bytes_line.pop();
-            }
-            st.read += 1;
-            in_object += 1;
-            let Ok(line) = std::str::from_utf8(&st.bytes_line) else {
-                let rejected = Rejected {
-                    reason: Reason::BrokenEnvelope,
-                    detail: "record is not valid UTF-8".into(),
-                    log_stream: None,
-                    source_event_id: None,
-                    source_timestamp: None,
-                    raw: String::from_utf8_lossy(&st.bytes_line),
-                };
-                st.quarantine.append(&rejected, log_group);
-                continue;
-            };
-            match self.normalizer.normalize_line(line, &mut st.scratch) {
-                Ok(event) => {
-                    let b = if n == 1 {
-                        0
-                    } else {
-                        (xxhash_rust::xxh3::xxh3_64(event.event_id.as_bytes()) % n as u64) as usize
-                    };
-                    st.builders[b].append(&event);
-                    if st.builders[b].len() >= self.flush_rows {
-                        let batch = st.builders[b].finish()?;
-                        self.buckets[b]
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(batch)?;
-                    }
-                }
-                Err(rejected) => {
-                    st.quarantine.append(&rejected, log_group);
-                    if st.quarantine.len() >= self.flush_rows {
-                        let batch = st.quarantine.finish()?;
-                        self.quarantine
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push(batch)?;
-                    }
-                }
-            }
         }
+        st.block = block;
         if in_object != entry.rows {
             return Err(Error::Invariant(format!(
                 "raw object {name} holds {in_object} records, its manifest says {}",
                 entry.rows
             )));
+        }
+        Ok(())
+    }
+
+    /// Normalises one raw record into its bucket's builder, or the quarantine.
+    fn parse_line(&self, st: &mut ParseState, bytes: &[u8]) -> Result<()> {
+        let n = self.buckets.len();
+        let log_group = self.normalizer.log_group();
+        st.read += 1;
+        let Ok(line) = std::str::from_utf8(bytes) else {
+            let rejected = Rejected {
+                reason: Reason::BrokenEnvelope,
+                detail: "record is not valid UTF-8".into(),
+                log_stream: None,
+                source_event_id: None,
+                source_timestamp: None,
+                raw: String::from_utf8_lossy(bytes),
+            };
+            st.quarantine.append(&rejected, log_group);
+            return self.flush_quarantine(st, false);
+        };
+        match self.normalizer.normalize_line(line, &mut st.scratch) {
+            Ok(event) => {
+                let b = if n == 1 {
+                    0
+                } else {
+                    (xxhash_rust::xxh3::xxh3_64(event.event_id.as_bytes()) % n as u64) as usize
+                };
+                st.builders[b].append(&event);
+                if st.builders[b].len() >= self.flush_rows {
+                    let batch = st.builders[b].finish()?;
+                    self.buckets[b]
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(batch)?;
+                }
+                Ok(())
+            }
+            Err(rejected) => {
+                st.quarantine.append(&rejected, log_group);
+                self.flush_quarantine(st, false)
+            }
+        }
+    }
+
+    /// Hands the worker's quarantine rows over when there are enough of them (or all: `all`).
+    fn flush_quarantine(&self, st: &mut ParseState, all: bool) -> Result<()> {
+        if st.quarantine.len() >= self.flush_rows || (all && !st.quarantine.is_empty()) {
+            let batch = st.quarantine.finish()?;
+            self.quarantine
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(batch)?;
         }
         Ok(())
     }
@@ -454,14 +486,7 @@ impl Parser<'_> {
                     .push(batch)?;
             }
         }
-        if !st.quarantine.is_empty() {
-            let batch = st.quarantine.finish()?;
-            self.quarantine
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(batch)?;
-        }
-        Ok(())
+        self.flush_quarantine(st, true)
     }
 }
 

@@ -1,0 +1,485 @@
+//! A strict, allocation-free JSON scanner for the two shapes the normalisation reads millions of
+//! times a day: the flat CloudWatch envelope and the members of an app message object.
+//!
+//! It is a fast path only. Every function returns `None` as soon as the input is anything but
+//! plain, valid JSON of the expected shape (an escaped key, a duplicate envelope field, a lone
+//! surrogate, deep nesting, trailing text...), and the caller then takes the `serde_json` path,
+//! which decides and words the error. The scanner is never more lenient than `serde_json`: what it
+//! accepts, `serde_json` accepts with the same values (a differential test in `normalize` checks it).
+
+/// Nesting accepted inside a value before giving up on the fast path (`serde_json` allows 128).
+const MAX_DEPTH: u32 = 64;
+
+/// An envelope read by [`envelope`]; the message is borrowed from the line, or unescaped into the
+/// caller's scratch buffer (`message == None`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct EnvelopeRef<'a> {
+    pub timestamp: i64,
+    pub ingestion_time: Option<i64>,
+    pub message: Option<&'a str>,
+    pub log_stream_name: &'a str,
+    pub event_id: &'a str,
+}
+
+struct Cursor<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Cursor {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// A string without escapes, borrowed (the cursor is on its opening quote).
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    let s = &self.text[start..self.i];
+                    self.i += 1;
+                    return Some(s);
+                }
+                b'\\' => return None,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// A string: borrowed when it has no escapes, else unescaped into `out` (`Some(None)`).
+    fn str_into(&mut self, out: &mut String) -> Option<Option<&'a str>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let mut run = start;
+        let mut escaped = false;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    let end = self.i;
+                    self.i += 1;
+                    if !escaped {
+                        return Some(Some(&self.text[start..end]));
+                    }
+                    out.push_str(&self.text[run..end]);
+                    return Some(None);
+                }
+                b'\\' => {
+                    if !escaped {
+                        out.clear();
+                        escaped = true;
+                    }
+                    out.push_str(&self.text[run..self.i]);
+                    self.i += 1;
+                    let c = match *self.b.get(self.i)? {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => {
+                            self.i += 1;
+                            let hi = self.hex4()?;
+                            let code = if (0xD800..0xDC00).contains(&hi) {
+                                // A high surrogate must be followed by an escaped low one.
+                                if self.b.get(self.i..self.i + 2)? != b"\\u" {
+                                    return None;
+                                }
+                                self.i += 2;
+                                let lo = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&lo) {
+                                    return None;
+                                }
+                                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                            } else {
+                                hi
+                            };
+                            out.push(char::from_u32(code)?);
+                            run = self.i;
+                            continue;
+                        }
+                        _ => return None,
+                    };
+                    out.push(c);
+                    self.i += 1;
+                    run = self.i;
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// Four hex digits of a `\u` escape, as a number.
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.b.get(self.i..self.i + 4)?;
+        let mut v = 0u32;
+        for &d in digits {
+            v = v * 16 + (d as char).to_digit(16)?;
+        }
+        self.i += 4;
+        Some(v)
+    }
+
+    /// An integer that fits an `i64` (no fraction or exponent).
+    fn int(&mut self) -> Option<i64> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let digits = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let n = self.i - digits;
+        if n == 0 || (n > 1 && self.b[digits] == b'0') {
+            return None;
+        }
+        if matches!(self.peek(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.text[start..self.i].parse().ok()
+    }
+
+    /// Skips one valid JSON value, returning its text.
+    fn value(&mut self, depth: u32) -> Option<&'a str> {
+        let start = self.i;
+        match self.peek()? {
+            b'"' => self.skip_str()?,
+            b'{' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.eat(b'}').is_none() {
+                    loop {
+                        self.ws();
+                        self.skip_str()?;
+                        self.ws();
+                        self.eat(b':')?;
+                        self.ws();
+                        self.value(depth + 1)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b'}' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+            }
+            b'[' => {
+                if depth >= MAX_DEPTH {
+                    return None;
+                }
+                self.i += 1;
+                self.ws();
+                if self.eat(b']').is_none() {
+                    loop {
+                        self.ws();
+                        self.value(depth + 1)?;
+                        self.ws();
+                        match self.peek()? {
+                            b',' => self.i += 1,
+                            b']' => {
+                                self.i += 1;
+                                break;
+                            }
+                            _ => return None,
+                        }
+                    }
+                }
+            }
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            b'-' | b'0'..=b'9' => self.number()?,
+            _ => return None,
+        }
+        Some(&self.text[start..self.i])
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + word.len())? == word {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        let first = self.i;
+        let n = self.digits();
+        if n == 0 || (n > 1 && self.b[first] == b'0') {
+            return None;
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// Skips a string, checking its escapes (as `serde_json` does when it skips one).
+    fn skip_str(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    self.i += 1;
+                    match *self.b.get(self.i)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            self.i += 1;
+                            self.hex4()?;
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// Walks the members of an object: `key` (unescaped keys only) and the raw value text.
+    fn members(&mut self, mut each: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
+        self.ws();
+        self.eat(b'{')?;
+        self.ws();
+        if self.eat(b'}').is_none() {
+            loop {
+                self.ws();
+                let key = self.plain_str()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let value = self.value(1)?;
+                each(key, value)?;
+                self.ws();
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        self.ws();
+        (self.i == self.b.len()).then_some(())
+    }
+}
+
+/// Reads a CloudWatch-shaped envelope line (`timestamp`, `ingestionTime`, `message`,
+/// `logStreamName`, `eventId`, in any order; other keys skipped). An escaped message is unescaped
+/// into `scratch`.
+pub(crate) fn envelope<'a>(line: &'a str, scratch: &mut String) -> Option<EnvelopeRef<'a>> {
+    let mut c = Cursor::new(line);
+    let (mut timestamp, mut ingestion, mut message, mut stream, mut id) =
+        (None, None, None, None, None);
+    c.ws();
+    c.eat(b'{')?;
+    c.ws();
+    if c.eat(b'}').is_some() {
+        return None;
+    }
+    loop {
+        c.ws();
+        let key = c.plain_str()?;
+        c.ws();
+        c.eat(b':')?;
+        c.ws();
+        match key {
+            "timestamp" if timestamp.is_none() => timestamp = Some(c.int()?),
+            "ingestionTime" if ingestion.is_none() => {
+                ingestion = Some(if c.peek() == Some(b'n') {
+                    c.literal(b"null")?;
+                    None
+                } else {
+                    Some(c.int()?)
+                });
+            }
+            "message" if message.is_none() => message = Some(c.str_into(scratch)?),
+            "logStreamName" if stream.is_none() => stream = Some(c.plain_str()?),
+            "eventId" if id.is_none() => id = Some(c.plain_str()?),
+            "timestamp" | "ingestionTime" | "message" | "logStreamName" | "eventId" => return None,
+            _ => {
+                c.value(1)?;
+            }
+        }
+        c.ws();
+        match c.peek()? {
+            b',' => c.i += 1,
+            b'}' => {
+                c.i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    c.ws();
+    if c.i != line.len() {
+        return None;
+    }
+    Some(EnvelopeRef {
+        timestamp: timestamp?,
+        ingestion_time: ingestion.flatten(),
+        message: message?,
+        log_stream_name: stream?,
+        event_id: id?,
+    })
+}
+
+/// Calls `each(key, raw value)` for every member of the JSON object `text`; `None` when `text` is
+/// not a plain object (or a key is escaped), and as soon as `each` returns `None`.
+pub(crate) fn object_members<'a>(
+    text: &'a str,
+    each: impl FnMut(&'a str, &'a str) -> Option<()>,
+) -> Option<()> {
+    Cursor::new(text).members(each)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_envelopes_in_any_order() {
+        let mut s = String::new();
+        let e = envelope(
+            r#"{"eventId":"9","logStreamName":"a/b","message":"hi","timestamp":-5,"ingestionTime":null,"x":[1,{"y":2.5e3}]}"#,
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(
+            e,
+            EnvelopeRef {
+                timestamp: -5,
+                ingestion_time: None,
+                message: Some("hi"),
+                log_stream_name: "a/b",
+                event_id: "9",
+            }
+        );
+        let e = envelope(
+            r#" { "timestamp" : 1 , "message" : "{\"a\":\"\u00e9\ud83d\ude00\\n\"}" , "logStreamName":"s","eventId":"e" } "#,
+            &mut s,
+        )
+        .unwrap();
+        assert_eq!(e.message, None);
+        assert_eq!(s, "{\"a\":\"é😀\\n\"}");
+    }
+
+    #[test]
+    fn leaves_anything_unusual_to_serde() {
+        let mut s = String::new();
+        for bad in [
+            r#"{"timestamp":1,"message":"m","logStreamName":"s"}"#,
+            r#"{"timestamp":1,"timestamp":2,"message":"m","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":1.0,"message":"m","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":01,"message":"m","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":99999999999999999999,"message":"m","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":1,"message":"\ud800","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":1,"message":"\x","logStreamName":"s","eventId":"e"}"#,
+            r#"{"timestamp":1,"message":"m","logStreamName":"s\"","eventId":"e"}"#,
+            r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e"} x"#,
+            r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e",}"#,
+            "{\"timestamp\":1,\"message\":\"a\tb\",\"logStreamName\":\"s\",\"eventId\":\"e\"}",
+            r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e","x":01}"#,
+            r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e","x":[1,]}"#,
+        ] {
+            assert_eq!(envelope(bad, &mut s), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn walks_object_members() {
+        let mut seen = Vec::new();
+        object_members(
+            r#"{"a":1,"b":{"c":[true,false,null]},"d":"x\"y"}"#,
+            |k, v| {
+                seen.push((k, v));
+                Some(())
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                ("a", "1"),
+                ("b", r#"{"c":[true,false,null]}"#),
+                ("d", r#""x\"y""#)
+            ]
+        );
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100), "]".repeat(100));
+        assert_eq!(object_members(&deep, |_, _| Some(())), None);
+        assert_eq!(object_members(r#"{"a\n":1}"#, |_, _| Some(())), None);
+        assert_eq!(object_members(r#"{"a":1}}"#, |_, _| Some(())), None);
+    }
+}
