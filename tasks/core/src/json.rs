@@ -80,35 +80,56 @@ impl<'a> Cursor<'a> {
     fn str_into(&mut self, out: &mut String) -> Option<Option<&'a str>> {
         self.eat(b'"')?;
         let start = self.i;
-        let mut run = start;
-        let mut escaped = false;
         loop {
             match *self.b.get(self.i)? {
                 b'"' => {
-                    let end = self.i;
+                    let s = &self.text[start..self.i];
                     self.i += 1;
-                    if !escaped {
-                        return Some(Some(&self.text[start..end]));
-                    }
-                    out.push_str(&self.text[run..end]);
-                    return Some(None);
+                    return Some(Some(s));
+                }
+                b'\\' => break,
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+        // Escaped: unescape byte by byte into a reused buffer (runs between escapes are short in
+        // JSON-in-JSON messages, so one call per run would cost more than it copies).
+        let mut buf = std::mem::take(out).into_bytes();
+        buf.clear();
+        buf.reserve(self.b.len() - start);
+        buf.extend_from_slice(&self.b[start..self.i]);
+        let done = self.unescape(&mut buf);
+        // Unescaping valid UTF-8 with valid escapes gives valid UTF-8; the check is cheap.
+        *out = String::from_utf8(buf).ok()?;
+        done?;
+        Some(None)
+    }
+
+    /// The rest of a string from its first backslash, unescaped into `buf`.
+    fn unescape(&mut self, buf: &mut Vec<u8>) -> Option<()> {
+        loop {
+            let c = *self.b.get(self.i)?;
+            if c != b'"' && c != b'\\' && c >= 0x20 {
+                buf.push(c);
+                self.i += 1;
+                continue;
+            }
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
                 }
                 b'\\' => {
-                    if !escaped {
-                        out.clear();
-                        escaped = true;
-                    }
-                    out.push_str(&self.text[run..self.i]);
                     self.i += 1;
-                    let c = match *self.b.get(self.i)? {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
+                    let e = match *self.b.get(self.i)? {
+                        b'"' => b'"',
+                        b'\\' => b'\\',
+                        b'/' => b'/',
+                        b'b' => 8,
+                        b'f' => 12,
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
                         b'u' => {
                             self.i += 1;
                             let hi = self.hex4()?;
@@ -126,18 +147,16 @@ impl<'a> Cursor<'a> {
                             } else {
                                 hi
                             };
-                            out.push(char::from_u32(code)?);
-                            run = self.i;
+                            let ch = char::from_u32(code)?;
+                            buf.extend_from_slice(ch.encode_utf8(&mut [0u8; 4]).as_bytes());
                             continue;
                         }
                         _ => return None,
                     };
-                    out.push(c);
+                    buf.push(e);
                     self.i += 1;
-                    run = self.i;
                 }
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+                _ => return None,
             }
         }
     }

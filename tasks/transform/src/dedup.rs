@@ -11,12 +11,31 @@ use std::collections::hash_map::Entry;
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::Int64Type;
 use bitacora_core::{Error, Result};
-use xxhash_rust::xxh3::Xxh3Builder;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::batch::{SRC_ID, SRC_TS};
 
 /// (batch, row) of a kept row.
 pub type RowRef = (usize, usize);
+
+/// Hashes a `str` key with one call of XXH3 (the streaming hasher behind `Hash for str` costs more
+/// than the hash itself for short ids); the `0xff` terminator `str` adds is not needed for one key.
+#[derive(Default)]
+struct OneShot(u64);
+
+impl Hasher for OneShot {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = xxh3_64_with_seed(bytes, self.0);
+    }
+    fn write_u8(&mut self, _: u8) {}
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type Keys = BuildHasherDefault<OneShot>;
 
 struct Cols<'a> {
     id: &'a StringArray,
@@ -44,8 +63,7 @@ fn cols(b: &RecordBatch) -> Result<Cols<'_>> {
 pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
     let cols: Vec<Cols<'_>> = batches.iter().map(cols).collect::<Result<_>>()?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut best: HashMap<&str, RowRef, Xxh3Builder> =
-        HashMap::with_capacity_and_hasher(total, Xxh3Builder::new());
+    let mut best: HashMap<&str, RowRef, Keys> = HashMap::with_capacity_and_hasher(total, Keys::default());
     for (bi, c) in cols.iter().enumerate() {
         for ri in 0..c.id.len() {
             match best.entry(c.id.value(ri)) {
@@ -65,8 +83,7 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
     }
     // Order by (event_type, event_time, event_id). Types are few: number them as they come, then
     // turn those numbers into ranks of the sorted types; ids are compared only on equal type and time.
-    let mut type_ids: HashMap<Option<&str>, u32, Xxh3Builder> =
-        HashMap::with_hasher(Xxh3Builder::new());
+    let mut type_ids: HashMap<Option<&str>, u32, Keys> = HashMap::with_hasher(Keys::default());
     let mut types: Vec<Option<&str>> = Vec::new();
     let mut keyed: Vec<(u32, i64, RowRef)> = best
         .into_values()

@@ -402,10 +402,15 @@ impl Parser<'_> {
                     None => continue,
                 }
             };
-            for line in block[..complete].split_inclusive(|b| *b == b'\n') {
-                let line = line.strip_suffix(b"\n").unwrap_or(line);
+            let mut from = 0;
+            for end in memchr::memchr_iter(b'\n', &block[..complete]) {
                 in_object += 1;
-                self.parse_line(st, line)?;
+                self.parse_line(st, &block[from..end])?;
+                from = end + 1;
+            }
+            if from < complete {
+                in_object += 1;
+                self.parse_line(st, &block[from..complete])?;
             }
             block.drain(..complete);
             if eof {
