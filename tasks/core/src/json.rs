@@ -21,6 +21,19 @@ pub(crate) struct EnvelopeRef<'a> {
     pub event_id: &'a str,
 }
 
+/// Whether any byte of `w` ends a plain string run: `"`, `\\` or a control character (< 0x20).
+/// The classic SWAR zero-byte test, applied to `w ^ '"'`, `w ^ '\\'` and `w - 0x20`.
+#[inline]
+fn special8(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    (zero(w ^ (LO * b'"' as u64))
+        | zero(w ^ (LO * b'\\' as u64))
+        | (w.wrapping_sub(LO * 0x20) & !w & HI))
+        != 0
+}
+
 struct Cursor<'a> {
     text: &'a str,
     b: &'a [u8],
@@ -39,6 +52,23 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// Advances over string bytes that need no attention, eight at a time where it can.
+    #[inline]
+    fn skip_plain(&mut self) {
+        while let Some(w) = self.b[self.i..].first_chunk::<8>() {
+            if special8(u64::from_le_bytes(*w)) {
+                break;
+            }
+            self.i += 8;
+        }
+        while let Some(&c) = self.b.get(self.i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
             self.i += 1;
         }
     }
@@ -62,35 +92,23 @@ impl<'a> Cursor<'a> {
     fn plain_str(&mut self) -> Option<&'a str> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    let s = &self.text[start..self.i];
-                    self.i += 1;
-                    return Some(s);
-                }
-                b'\\' => return None,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
-            }
-        }
+        self.skip_plain();
+        self.eat(b'"')?;
+        Some(&self.text[start..self.i - 1])
     }
 
     /// A string: borrowed when it has no escapes, else unescaped into `out` (`Some(None)`).
     fn str_into(&mut self, out: &mut String) -> Option<Option<&'a str>> {
         self.eat(b'"')?;
         let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    let s = &self.text[start..self.i];
-                    self.i += 1;
-                    return Some(Some(s));
-                }
-                b'\\' => break,
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+        self.skip_plain();
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                return Some(Some(&self.text[start..self.i - 1]));
             }
+            b'\\' => {}
+            _ => return None,
         }
         // Escaped: unescape byte by byte into a reused buffer (runs between escapes are short in
         // JSON-in-JSON messages, so one call per run would cost more than it copies).
@@ -108,6 +126,13 @@ impl<'a> Cursor<'a> {
     /// The rest of a string from its first backslash, unescaped into `buf`.
     fn unescape(&mut self, buf: &mut Vec<u8>) -> Option<()> {
         loop {
+            if let Some(w) = self.b[self.i..].first_chunk::<8>()
+                && !special8(u64::from_le_bytes(*w))
+            {
+                buf.extend_from_slice(w);
+                self.i += 8;
+                continue;
+            }
             let c = *self.b.get(self.i)?;
             if c != b'"' && c != b'\\' && c >= 0x20 {
                 buf.push(c);
@@ -303,6 +328,7 @@ impl<'a> Cursor<'a> {
     fn skip_str(&mut self) -> Option<()> {
         self.eat(b'"')?;
         loop {
+            self.skip_plain();
             match *self.b.get(self.i)? {
                 b'"' => {
                     self.i += 1;
@@ -319,8 +345,7 @@ impl<'a> Cursor<'a> {
                         _ => return None,
                     }
                 }
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+                _ => return None,
             }
         }
     }
@@ -474,6 +499,29 @@ mod tests {
             r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e","x":[1,]}"#,
         ] {
             assert_eq!(envelope(bad, &mut s), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_lane() {
+        for lane in 0..8 {
+            for (c, special) in [
+                (b'"', true),
+                (b'\\', true),
+                (0x1f, true),
+                (0, true),
+                (b' ', false),
+                (0xc3, false),
+                (b'~', false),
+            ] {
+                let mut w = *b"abcdefgh";
+                w[lane] = c;
+                assert_eq!(
+                    special8(u64::from_le_bytes(w)),
+                    special,
+                    "{c:#x} in lane {lane}"
+                );
+            }
         }
     }
 

@@ -63,7 +63,8 @@ fn cols(b: &RecordBatch) -> Result<Cols<'_>> {
 pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
     let cols: Vec<Cols<'_>> = batches.iter().map(cols).collect::<Result<_>>()?;
     let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-    let mut best: HashMap<&str, RowRef, Keys> = HashMap::with_capacity_and_hasher(total, Keys::default());
+    let mut best: HashMap<&str, RowRef, Keys> =
+        HashMap::with_capacity_and_hasher(total, Keys::default());
     for (bi, c) in cols.iter().enumerate() {
         for ri in 0..c.id.len() {
             match best.entry(c.id.value(ri)) {
