@@ -42,3 +42,66 @@ def processed_day(tmp_path_factory):
     gen = json.loads(run("bitacora", "generate", "--date", DAY, "--events", "30000", "--out", str(logs), "--seed", "5").stdout)
     report = json.loads(run("bitacora", "--config", str(config), "run", "--from", DAY, "--to", DAY).stdout)
     return {"base": base, "lake": lake, "config": config, "generate": gen, "run": report}
+
+
+# ------------------------------------------------------------------ a local AWS endpoint (moto)
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A moto server on 127.0.0.1 for the whole session; yields its URL."""
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/moto-api/", timeout=1)
+            break
+        except Exception:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                pytest.fail("moto server did not start")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws(moto_server, monkeypatch):
+    """Fresh moto state and the AWS environment every client reads (SDKs, object store, boto3)."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=5)
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    for k in ["AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"]:
+        monkeypatch.delenv(k, raising=False)
+    import boto3
+
+    session = boto3.session.Session(region_name="us-east-1")
+    return {"env": env, "client": lambda name: session.client(name, endpoint_url=moto_server)}

@@ -114,7 +114,7 @@ pub struct CatalogReport {
 pub fn run(config: &Config, params: &CatalogParams) -> Result<CatalogReport> {
     let started = Instant::now();
     let day = params.date;
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::from_config(config)?;
     let manifest = Manifest::load(&lake, "transform", day)?.ok_or_else(|| {
         Error::NotFound(format!(
             "no curated partition for {day} in {}: run `bitacora-transform --date {day}` first",

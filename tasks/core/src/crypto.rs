@@ -38,7 +38,9 @@ pub trait KeyProvider: Send + Sync {
     fn provider(&self) -> &'static str;
     /// Identifies the master key, so that a wrong key is reported as such.
     fn key_id(&self) -> &str;
-    fn wrap(&self, data_key: &[u8; 32]) -> Result<String>;
+    /// A fresh data key for the object at `object`, and its wrapped form stored in the header.
+    fn new_data_key(&self, object: &str) -> Result<([u8; 32], String)>;
+    /// The data key of `object` from its wrapped form.
     fn unwrap(&self, wrapped: &str, object: &str) -> Result<[u8; 32]>;
 }
 
@@ -149,6 +151,17 @@ impl KeyProvider for LocalKey {
         &self.id
     }
 
+    fn new_data_key(&self, _object: &str) -> Result<([u8; 32], String)> {
+        let data_key: [u8; 32] = random()?;
+        Ok((data_key, self.wrap(&data_key)?))
+    }
+
+    fn unwrap(&self, wrapped: &str, object: &str) -> Result<[u8; 32]> {
+        self.unwrap_key(wrapped, object)
+    }
+}
+
+impl LocalKey {
     fn wrap(&self, data_key: &[u8; 32]) -> Result<String> {
         let nonce: [u8; 12] = random()?;
         let mut buf = data_key.to_vec();
@@ -163,7 +176,7 @@ impl KeyProvider for LocalKey {
         Ok(B64.encode(out))
     }
 
-    fn unwrap(&self, wrapped: &str, object: &str) -> Result<[u8; 32]> {
+    fn unwrap_key(&self, wrapped: &str, object: &str) -> Result<[u8; 32]> {
         let bad = |m: &str| Error::Crypto {
             object: object.to_string(),
             message: m.to_string(),
@@ -235,7 +248,7 @@ impl<W: Write> EncryptingWriter<W> {
         object: &str,
         chunk: usize,
     ) -> Result<Self> {
-        let data_key: [u8; 32] = random()?;
+        let (data_key, wrapped_key) = keys.new_data_key(object)?;
         let prefix: [u8; 7] = random()?;
         let header = serde_json::to_vec(&Header {
             alg: "AES-256-GCM".into(),
@@ -243,7 +256,7 @@ impl<W: Write> EncryptingWriter<W> {
             chunk,
             provider: keys.provider().into(),
             key_id: keys.key_id().into(),
-            wrapped_key: keys.wrap(&data_key)?,
+            wrapped_key,
             nonce_prefix: hex::encode(prefix),
         })
         .map_err(|e| Error::external("encode encryption header", e))?;

@@ -80,6 +80,14 @@ pub enum Error {
     #[error("query: {0}")]
     Query(String),
 
+    /// An AWS service call failed (after the SDK's retries): service, operation and AWS's message.
+    #[error("aws {service} {operation}: {message}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        message: String,
+    },
+
     /// A foreign library failed while doing `context`.
     #[error("{context}: {source}")]
     External {
@@ -116,6 +124,7 @@ impl Error {
             Error::Invariant(_) => "invariant",
             Error::Catalog(_) => "catalog",
             Error::Query(_) => "query",
+            Error::Aws { .. } => "aws",
             Error::External { .. } => "external",
         }
     }

@@ -19,13 +19,17 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use url::Url;
 
-use crate::config::LakeConfig;
+use crate::config::{Config, EncryptionMode, LakeConfig};
 use crate::date::Day;
 use crate::error::{Error, Result};
 use crate::runtime::block_on;
+
+/// Objects larger than this go to cloud stores as multipart uploads, in parts of `MULTIPART_PART`.
+const MULTIPART_THRESHOLD: usize = 16 << 20;
+const MULTIPART_PART: usize = 8 << 20;
 
 /// An object of the lake, relative to its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,12 +42,28 @@ pub struct ObjectInfo {
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
+    /// The store of the whole bucket (cloud lakes), for engines that address objects by full URL.
+    bucket: Option<Arc<dyn ObjectStore>>,
     root: Url,
 }
 
 impl Lake {
+    /// Opens the lake of a configuration: `[lake] root`, with server-side KMS encryption of every
+    /// object when `encryption.mode = "sse-kms"`.
+    pub fn from_config(config: &Config) -> Result<Lake> {
+        let sse_kms = match config.encryption.mode {
+            EncryptionMode::SseKms => config.encryption.kms_key_id.as_deref(),
+            _ => None,
+        };
+        Self::open_with(&config.lake, sse_kms)
+    }
+
     /// Opens the lake of `[lake] root`, creating a local root folder when needed.
     pub fn open(cfg: &LakeConfig) -> Result<Lake> {
+        Self::open_with(cfg, None)
+    }
+
+    fn open_with(cfg: &LakeConfig, sse_kms: Option<&str>) -> Result<Lake> {
         let root = cfg.root.trim();
         let url = if root.contains("://") {
             Url::parse(root)
@@ -74,16 +94,22 @@ impl Lake {
                 }
                 Ok(Lake {
                     store: Arc::new(store),
+                    bucket: None,
                     root,
                 })
             }
-            "s3" | "gs" => Err(Error::config(
-                "lake.root",
-                format!(
-                    "{}:// lakes are not available in this build yet; use a local path or file://",
-                    url.scheme()
-                ),
-            )),
+            "s3" | "gs" => {
+                let (bucket, store) = cloud::open(&url, sse_kms)?;
+                let mut root = url.clone();
+                if !root.path().ends_with('/') {
+                    root.set_path(&format!("{}/", root.path()));
+                }
+                Ok(Lake {
+                    store,
+                    bucket: Some(bucket),
+                    root,
+                })
+            }
             other => Err(Error::config(
                 "lake.root",
                 format!("unsupported scheme {other}:// (expected file://, s3:// or gs://)"),
@@ -110,17 +136,38 @@ impl Lake {
         self.store.clone()
     }
 
-    /// Writes an object atomically (readers see the old object or the new one).
+    /// For cloud lakes, the URL of the bucket (`s3://bucket`) and its store, where objects are
+    /// addressed by their full key (query engines register it); `None` for local lakes.
+    pub fn bucket_store(&self) -> Option<(Url, Arc<dyn ObjectStore>)> {
+        let bucket = self.bucket.clone()?;
+        let mut url = self.root.clone();
+        url.set_path("/");
+        Some((url, bucket))
+    }
+
+    /// Writes an object atomically (readers see the old object or the new one). Large objects
+    /// of cloud lakes go up as multipart uploads (parts uploaded concurrently, completed at once).
     pub fn put(&self, rel: &str, bytes: impl Into<Bytes>) -> Result<()> {
         let path = ObjPath::from(rel);
-        let payload = PutPayload::from(bytes.into());
-        block_on(self.store.put(&path, payload))
-            .map(|_| ())
-            .map_err(|e| Error::Storage {
-                action: "write",
-                location: self.url_of(rel),
-                source: e,
+        let bytes: Bytes = bytes.into();
+        let fail = |e| Error::Storage {
+            action: "write",
+            location: self.url_of(rel),
+            source: e,
+        };
+        if self.bucket.is_some() && bytes.len() > MULTIPART_THRESHOLD {
+            return block_on(async {
+                let upload = self.store.put_multipart(&path).await?;
+                let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+                w.put(bytes);
+                w.finish().await
             })
+            .map(|_| ())
+            .map_err(fail);
+        }
+        block_on(self.store.put(&path, PutPayload::from(bytes)))
+            .map(|_| ())
+            .map_err(fail)
     }
 
     pub fn get(&self, rel: &str) -> Result<Bytes> {
@@ -239,6 +286,111 @@ pub mod layout {
             chrono::Utc::now().format("%Y%m%dT%H%M%S%3fZ"),
             hex::encode(r)
         )
+    }
+}
+
+/// Object stores of cloud lakes (feature `aws`).
+#[cfg(feature = "aws")]
+mod cloud {
+    use std::sync::Arc;
+
+    use object_store::ObjectStore;
+    use object_store::aws::AmazonS3Builder;
+    use object_store::gcp::GoogleCloudStorageBuilder;
+    use object_store::prefix::PrefixStore;
+    use url::Url;
+
+    use crate::aws::{SdkCredentials, endpoint_override, sdk_config};
+    use crate::error::{Error, Result};
+
+    /// The stores of an `s3://bucket/prefix` or `gs://bucket/prefix` root: the bucket's, and the
+    /// same scoped to the prefix.
+    pub fn open(
+        url: &Url,
+        sse_kms: Option<&str>,
+    ) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> {
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| Error::config("lake.root", format!("{url}: no bucket")))?;
+        let prefix = url.path().trim_matches('/').to_string();
+        let fail = |e: object_store::Error| Error::Storage {
+            action: "open",
+            location: url.to_string(),
+            source: e,
+        };
+        let store: Arc<dyn ObjectStore> = match url.scheme() {
+            "s3" => {
+                // The standard AWS environment, as for the SDK clients: region, endpoint
+                // (AWS_ENDPOINT_URL, path-style), and the SDK's credentials chain.
+                let sdk = sdk_config();
+                let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(region) = sdk.region() {
+                    b = b.with_region(region.as_ref());
+                }
+                if let Some(endpoint) = endpoint_override() {
+                    b = b
+                        .with_allow_http(endpoint.starts_with("http://"))
+                        .with_endpoint(endpoint);
+                }
+                if let Some(creds) = sdk.credentials_provider() {
+                    b = b.with_credentials(Arc::new(SdkCredentials(creds)));
+                }
+                if let Some(key) = sse_kms {
+                    b = b.with_sse_kms_encryption(key).with_bucket_key(true);
+                }
+                Arc::new(b.build().map_err(fail)?)
+            }
+            "gs" => {
+                if sse_kms.is_some() {
+                    return Err(Error::config(
+                        "encryption.mode",
+                        "\"sse-kms\" applies to s3:// lakes; gs:// buckets use their default (CMEK) encryption",
+                    ));
+                }
+                Arc::new(
+                    GoogleCloudStorageBuilder::from_env()
+                        .with_bucket_name(bucket)
+                        .build()
+                        .map_err(fail)?,
+                )
+            }
+            other => {
+                return Err(Error::config(
+                    "lake.root",
+                    format!("unsupported scheme {other}://"),
+                ));
+            }
+        };
+        let scoped: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            store.clone()
+        } else {
+            Arc::new(PrefixStore::new(store.clone(), prefix.as_str()))
+        };
+        Ok((store, scoped))
+    }
+}
+
+#[cfg(not(feature = "aws"))]
+mod cloud {
+    use std::sync::Arc;
+
+    use object_store::ObjectStore;
+    use url::Url;
+
+    use crate::error::{Error, Result};
+
+    pub fn open(
+        url: &Url,
+        _sse_kms: Option<&str>,
+    ) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> {
+        Err(Error::config(
+            "lake.root",
+            format!(
+                "{}:// lakes need a build with the `aws` feature (cargo build --release --features aws); use a local path or file://",
+                url.scheme()
+            ),
+        ))
     }
 }
 

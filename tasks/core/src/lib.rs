@@ -10,6 +10,8 @@
 //! * [`source`] and [`catalog`]: backend traits, implemented by the step crates.
 //! * [`cli`]: the command-line contract shared by every binary (one JSON report, exit codes 0/1/2).
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod config;
@@ -17,6 +19,8 @@ pub mod crypto;
 pub mod date;
 pub mod error;
 mod json;
+#[cfg(feature = "aws")]
+pub mod kms;
 pub mod lake;
 pub mod manifest;
 pub mod model;

@@ -72,7 +72,7 @@ pub fn open_source(config: &Config) -> Result<Box<dyn LogSource>> {
 pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let started = Instant::now();
     let source = open_source(config)?;
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::from_config(config)?;
     let codec = RawCodec::from_config(config, true)?;
     let day = params.date;
     let units = source.plan(day)?;

@@ -18,7 +18,7 @@ pub use named::{NAMED, NamedQuery};
 
 /// The query engine of a configuration, over its catalog.
 pub fn open(config: &Config) -> Result<Box<dyn QueryEngine>> {
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::from_config(config)?;
     let catalog = bitacora_catalog::open(config, &lake)?;
     open_with(config, &lake, catalog.as_ref())
 }
@@ -58,7 +58,7 @@ pub fn query(config: &Config, sql: &str) -> Result<QueryOutput> {
 /// latest day is looked up only for a query that needs a reference day and was given none.
 pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutput> {
     let q = named::find(name)?;
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::from_config(config)?;
     let catalog = bitacora_catalog::open(config, &lake)?;
     let latest = if date.is_none() && q.needs_reference_day() {
         latest_in(catalog.as_ref(), &config.catalog.database)?

@@ -101,7 +101,7 @@ pub struct TransformReport {
 pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport> {
     let started = Instant::now();
     let day = params.date;
-    let lake = Lake::open(&config.lake)?;
+    let lake = Lake::from_config(config)?;
     let codec = RawCodec::from_config(config, false)?;
     let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
         Error::NotFound(format!(

@@ -66,9 +66,8 @@ impl DataFusionEngine {
             .with_information_schema(true)
             .with_target_partitions(bitacora_core::config::worker_count(0));
         let ctx = SessionContext::new_with_config(config);
-        let url = lake.root().clone();
-        if url.scheme() != "file" {
-            ctx.register_object_store(&url, lake.store());
+        if let Some((bucket, store)) = lake.bucket_store() {
+            ctx.register_object_store(&bucket, store);
         }
         let df_catalog = ctx
             .catalog("datafusion")
