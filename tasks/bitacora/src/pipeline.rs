@@ -25,7 +25,7 @@ pub struct RunReport {
 
 /// Runs extract → transform → catalog for one day.
 pub fn run_day(config: &Config, date: Day) -> Result<DayReport> {
-    let extract = bitacora_extract::run(config, &ExtractParams { date })?;
+    let extract = bitacora_extract::run(config, &ExtractParams::new(date))?;
     let transform = bitacora_transform::run(config, &TransformParams { date })?;
     let catalog = bitacora_catalog::run(config, &CatalogParams { date })?;
     Ok(DayReport {

@@ -74,7 +74,7 @@ impl Env {
         bitacora_extract::ExtractReport,
         bitacora_transform::TransformReport,
     ) {
-        let e = bitacora_extract::run(&self.config, &ExtractParams { date }).unwrap();
+        let e = bitacora_extract::run(&self.config, &ExtractParams::new(date)).unwrap();
         let t = bitacora_transform::run(&self.config, &TransformParams { date }).unwrap();
         bitacora_catalog::run(&self.config, &CatalogParams { date }).unwrap();
         (e, t)
@@ -389,7 +389,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 fn wrong_or_missing_key_fails_clearly() {
     let env = Env::new();
     env.generate(day(), 2_000, 5);
-    bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap();
+    bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap();
     let key = env.path().join("lake.key");
     let mode = std::fs::metadata(&key).unwrap();
     #[cfg(unix)]
@@ -418,7 +418,7 @@ fn wrong_or_missing_key_fails_clearly() {
     // An object copied over another day's object (same key, valid ciphertext) is refused.
     let other = day().pred();
     env.generate(other, 500, 6);
-    bitacora_extract::run(&env.config, &ExtractParams { date: other }).unwrap();
+    bitacora_extract::run(&env.config, &ExtractParams::new(other)).unwrap();
     let lake = env.lake();
     let ours = Manifest::load(&lake, "extract", day()).unwrap().unwrap();
     let theirs = Manifest::load(&lake, "extract", other).unwrap().unwrap();
@@ -443,7 +443,7 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
         format!("{ok}\nnot json\n{{\"timestamp\":\"x\"}}\n\n"),
     )
     .unwrap();
-    let e = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap();
+    let e = bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap();
     assert_eq!((e.selected, e.malformed), (1, 2));
 
     // A file that cannot be opened (tests run as root, so a dangling link stands in for a
@@ -451,7 +451,7 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
     #[cfg(unix)]
     {
         std::os::unix::fs::symlink("/nonexistent/bitacora", logs.join("gone.jsonl")).unwrap();
-        let err = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap_err();
+        let err = bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap_err();
         assert!(err.to_string().contains("gone.jsonl"), "{err}");
         std::fs::remove_file(logs.join("gone.jsonl")).unwrap();
     }
@@ -461,7 +461,7 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
         b"\x1f\x8b\x08\x00garbage-not-gzip",
     )
     .unwrap();
-    let err = bitacora_extract::run(&env.config, &ExtractParams { date: day() }).unwrap_err();
+    let err = bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap_err();
     assert!(err.to_string().contains("broken.jsonl.gz"), "{err}");
     assert_eq!(err.exit_code(), 1);
     // The previous raw run is still the published one.

@@ -66,23 +66,36 @@ pub fn day_step_main<R: Serialize>(
     about: &'static str,
     run: impl FnOnce(&Config, crate::Day) -> Result<R>,
 ) -> ExitCode {
+    day_step_main_with::<NoArgs, R>(tool, about, |config, date, _| run(config, date))
+}
+
+/// No arguments beyond `--config` and `--date`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoArgs {}
+
+/// [`day_step_main`] for a step with arguments of its own (`X`, for example `--force`).
+pub fn day_step_main_with<X: clap::Args + clap::FromArgMatches, R: Serialize>(
+    tool: &'static str,
+    about: &'static str,
+    run: impl FnOnce(&Config, crate::Day, X) -> Result<R>,
+) -> ExitCode {
     use clap::{Args, FromArgMatches};
     init_logging();
     // The about text is set after the arguments: their doc comments would otherwise replace it.
-    let command = DayArgs::augment_args(clap::Command::new(tool))
+    let command = X::augment_args(DayArgs::augment_args(clap::Command::new(tool)))
         .about(about)
         .version(env!("CARGO_PKG_VERSION"));
-    let args = match command
+    let parsed = command
         .try_get_matches()
-        .and_then(|m| DayArgs::from_arg_matches(&m))
-    {
+        .and_then(|m| Ok((DayArgs::from_arg_matches(&m)?, X::from_arg_matches(&m)?)));
+    let (args, extra) = match parsed {
         Ok(a) => a,
         Err(e) => return usage_error(tool, e),
     };
     let result = args
         .common
         .load_config()
-        .and_then(|config| run(&config, args.date));
+        .and_then(|config| run(&config, args.date, extra));
     finish(tool, result)
 }
 

@@ -69,6 +69,19 @@ pub struct SourceConfig {
     pub log_group: String,
     /// cloudwatch: only streams whose name starts with this prefix.
     pub log_stream_prefix: Option<String>,
+    /// cloudwatch: time slices of a day, fetched concurrently (`extract.workers` at a time).
+    pub slices: u32,
+    /// cloudwatch: events per `FilterLogEvents` page (at most 10000).
+    pub page_size: u32,
+    /// cloudwatch: `FilterLogEvents` calls per second across all slices (accounts are limited to
+    /// a few per second per region).
+    pub max_requests_per_second: f64,
+    /// cloudwatch: attempts per call; throttling, 5xx and dropped connections are retried with
+    /// exponential backoff and jitter, other errors are not.
+    pub max_attempts: u32,
+    /// cloudwatch: minutes after a day's end before it may be extracted (late ingestion); a day
+    /// not settled yet is refused unless `--force`.
+    pub settle_minutes: u64,
 }
 
 impl Default for SourceConfig {
@@ -78,6 +91,11 @@ impl Default for SourceConfig {
             path: PathBuf::from("logs"),
             log_group: "/mobile/app".into(),
             log_stream_prefix: None,
+            slices: 24,
+            page_size: 10_000,
+            max_requests_per_second: 5.0,
+            max_attempts: 8,
+            settle_minutes: 30,
         }
     }
 }

@@ -49,6 +49,11 @@ pub trait LogSource: Send + Sync {
     fn kind(&self) -> &'static str;
     /// Human description (the folder, the log group).
     fn describe(&self) -> String;
+    /// Refuses a day that the source cannot give completely yet (CloudWatch: late ingestion),
+    /// unless `force`.
+    fn check_settled(&self, _day: Day, _force: bool) -> Result<()> {
+        Ok(())
+    }
     /// Splits the day into units.
     fn plan(&self, day: Day) -> Result<Vec<SourceUnit>>;
     /// Reads one unit, emitting the day's events. An unreadable unit is an error naming it.

@@ -16,7 +16,7 @@ use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
 use bitacora_core::parallel::fold_parallel;
 use bitacora_core::raw::{RawCodec, RawWriter};
 use bitacora_core::source::{LogSource, SourceUnit, UnitStats};
-use bitacora_core::{Config, Day, Error, Result, progress};
+use bitacora_core::{Config, Day, Result, progress};
 use serde::Serialize;
 
 pub const STEP: &str = "extract";
@@ -25,6 +25,14 @@ pub const STEP: &str = "extract";
 #[derive(Debug, Clone)]
 pub struct ExtractParams {
     pub date: Day,
+    /// Extract a day the source does not consider settled yet (CloudWatch: late events missed).
+    pub force: bool,
+}
+
+impl ExtractParams {
+    pub fn new(date: Day) -> Self {
+        ExtractParams { date, force: false }
+    }
 }
 
 /// The JSON report of `bitacora-extract`.
@@ -61,9 +69,14 @@ pub struct ExtractReport {
 pub fn open_source(config: &Config) -> Result<Box<dyn LogSource>> {
     match config.source.kind {
         SourceKind::Files => Ok(Box::new(sources::files::FileSource::new(&config.source)?)),
-        SourceKind::Cloudwatch => Err(Error::config(
+        #[cfg(feature = "aws")]
+        SourceKind::Cloudwatch => Ok(Box::new(sources::cloudwatch::CloudWatchSource::new(
+            &config.source,
+        )?)),
+        #[cfg(not(feature = "aws"))]
+        SourceKind::Cloudwatch => Err(bitacora_core::Error::config(
             "source.kind",
-            "\"cloudwatch\" is not available in this build yet",
+            "\"cloudwatch\" needs a build with the `aws` feature (cargo build --release --features aws)",
         )),
     }
 }
@@ -75,6 +88,7 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let lake = Lake::from_config(config)?;
     let codec = RawCodec::from_config(config, true)?;
     let day = params.date;
+    source.check_settled(day, params.force)?;
     let units = source.plan(day)?;
     tracing::info!(
         "extract {day}: {} unit(s) from {}",
