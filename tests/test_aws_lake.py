@@ -116,3 +116,47 @@ def test_sse_kms_needs_an_s3_lake(tmp_path):
     proc = run("bitacora-extract", "--config", str(config), "--date", DAY, check=False)
     assert proc.returncode == 2
     assert "encryption.mode" in json.loads(proc.stdout)["error"]
+
+
+EVENTS_COLUMNS = [
+    "event_id", "event_time", "ingest_time", "log_group", "log_stream", "level", "event_type", "user_id",
+    "session_id", "app_version", "platform", "os_version", "device_model", "country", "latency_ms",
+    "status_code", "error_code", "message", "properties",
+]
+
+
+def test_glue_catalog_registers_tables_and_partitions(aws, embedded, tmp_path):
+    s3, glue = aws["client"]("s3"), aws["client"]("glue")
+    s3.create_bucket(Bucket="lake")
+    config = tmp_path / "g.toml"
+    config.write_text(
+        f'[source]\npath = "{embedded["logs"]}"\n[lake]\nroot = "s3://lake/prod"\n'
+        f'[encryption]\nmode = "envelope"\nkey_file = "{tmp_path / "k"}"\n[catalog]\nkind = "glue"\ndatabase = "mobile"\n'
+    )
+    run("bitacora", "--config", str(config), "run", "--from", DAY, "--to", DAY)
+
+    table = glue.get_table(DatabaseName="mobile", Name="events")["Table"]
+    sd = table["StorageDescriptor"]
+    assert sd["Location"] == "s3://lake/prod/events/"
+    assert [c["Name"] for c in sd["Columns"]] == EVENTS_COLUMNS
+    assert {c["Name"]: c["Type"] for c in sd["Columns"]}["event_time"] == "timestamp"
+    assert sd["SerdeInfo"]["SerializationLibrary"] == "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    assert [k["Name"] for k in table["PartitionKeys"]] == ["dt"]
+    assert table["TableType"] == "EXTERNAL_TABLE" and table["Parameters"]["classification"] == "parquet"
+
+    manifest = json.loads(s3.get_object(Bucket="lake", Key=f"prod/_manifests/transform/dt={DAY}.json")["Body"].read())
+    for name in ["events", "quarantine"]:
+        part = glue.get_partition(DatabaseName="mobile", TableName=name, PartitionValues=[DAY])["Partition"]
+        assert part["StorageDescriptor"]["Location"] == f"s3://lake/prod/{manifest['outputs'][name]['location']}/"
+        assert part["Parameters"]["rows"] == str(manifest["outputs"][name]["rows"])
+        assert part["Parameters"]["run_id"] == manifest["run_id"]
+
+    # DataFusion over the Glue catalog and the s3:// lake answers as the embedded run does.
+    assert answers(config) == embedded["answers"]
+
+    # Registering the same published run again changes nothing.
+    again = json.loads(run("bitacora-catalog", "--config", str(config), "--date", DAY).stdout)
+    assert again["database_change"] == "unchanged"
+    assert {t["change"] for t in again["tables"]} == {"unchanged"}
+    assert {p["change"] for p in again["partitions"]} == {"unchanged"}
+    assert len(glue.get_partitions(DatabaseName="mobile", TableName="events")["Partitions"]) == 1

@@ -27,9 +27,12 @@ pub const STEP: &str = "catalog";
 pub fn open(config: &Config, lake: &Lake) -> Result<Box<dyn Catalog>> {
     match config.catalog.kind {
         CatalogKind::Local => Ok(Box::new(LocalCatalog::new(lake.clone()))),
+        #[cfg(feature = "aws")]
+        CatalogKind::Glue => Ok(Box::new(backends::glue::GlueCatalog::new())),
+        #[cfg(not(feature = "aws"))]
         CatalogKind::Glue => Err(Error::config(
             "catalog.kind",
-            "\"glue\" is not available in this build yet",
+            "\"glue\" needs a build with the `aws` feature (cargo build --release --features aws)",
         )),
     }
 }
