@@ -105,12 +105,19 @@ impl Default for SourceConfig {
 pub struct LakeConfig {
     /// `file:///abs/path`, a plain local path, `s3://bucket/prefix` or `gs://bucket/prefix`.
     pub root: String,
+    /// Cloud lakes: retries of a failed request (5xx, throttling, dropped connection), with
+    /// exponential backoff and jitter.
+    pub max_retries: usize,
+    /// Cloud lakes: a request still failing after this many seconds of retries fails the step.
+    pub retry_timeout_secs: u64,
 }
 
 impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             root: "lake".into(),
+            max_retries: 10,
+            retry_timeout_secs: 180,
         }
     }
 }

@@ -99,7 +99,7 @@ impl Lake {
                 })
             }
             "s3" | "gs" => {
-                let (bucket, store) = cloud::open(&url, sse_kms)?;
+                let (bucket, store) = cloud::open(&url, cfg, sse_kms)?;
                 let mut root = url.clone();
                 if !root.path().ends_with('/') {
                     root.set_path(&format!("{}/", root.path()));
@@ -294,21 +294,30 @@ pub mod layout {
 mod cloud {
     use std::sync::Arc;
 
-    use object_store::ObjectStore;
+    use std::time::Duration;
+
     use object_store::aws::AmazonS3Builder;
     use object_store::gcp::GoogleCloudStorageBuilder;
     use object_store::prefix::PrefixStore;
+    use object_store::{BackoffConfig, ObjectStore, RetryConfig};
     use url::Url;
 
     use crate::aws::{SdkCredentials, endpoint_override, sdk_config};
+    use crate::config::LakeConfig;
     use crate::error::{Error, Result};
 
     /// The stores of an `s3://bucket/prefix` or `gs://bucket/prefix` root: the bucket's, and the
     /// same scoped to the prefix.
     pub fn open(
         url: &Url,
+        cfg: &LakeConfig,
         sse_kms: Option<&str>,
     ) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> {
+        let retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: cfg.max_retries,
+            retry_timeout: Duration::from_secs(cfg.retry_timeout_secs),
+        };
         let bucket = url
             .host_str()
             .filter(|b| !b.is_empty())
@@ -324,7 +333,9 @@ mod cloud {
                 // The standard AWS environment, as for the SDK clients: region, endpoint
                 // (AWS_ENDPOINT_URL, path-style), and the SDK's credentials chain.
                 let sdk = sdk_config();
-                let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                let mut b = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry);
                 if let Some(region) = sdk.region() {
                     b = b.with_region(region.as_ref());
                 }
@@ -351,6 +362,7 @@ mod cloud {
                 Arc::new(
                     GoogleCloudStorageBuilder::from_env()
                         .with_bucket_name(bucket)
+                        .with_retry(retry)
                         .build()
                         .map_err(fail)?,
                 )
@@ -382,6 +394,7 @@ mod cloud {
 
     pub fn open(
         url: &Url,
+        _cfg: &crate::config::LakeConfig,
         _sse_kms: Option<&str>,
     ) -> Result<(Arc<dyn ObjectStore>, Arc<dyn ObjectStore>)> {
         Err(Error::config(
@@ -403,6 +416,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(&LakeConfig {
             root: dir.path().join("lake").to_string_lossy().into_owned(),
+            ..LakeConfig::default()
         })
         .unwrap();
         assert!(lake.root().as_str().starts_with("file:///"));
@@ -426,6 +440,7 @@ mod tests {
     fn unsupported_roots_are_config_errors() {
         let e = Lake::open(&LakeConfig {
             root: "ftp://x/y".into(),
+            ..LakeConfig::default()
         })
         .unwrap_err();
         assert_eq!(e.exit_code(), 2);

@@ -10,7 +10,7 @@ use bitacora_core::config::QueryEngineKind;
 use bitacora_core::lake::Lake;
 use bitacora_core::query::{QueryEngine, QueryOutput};
 use bitacora_core::schema::EVENTS_TABLE;
-use bitacora_core::{Config, Day, Error, Result};
+use bitacora_core::{Config, Day, Result};
 
 pub use engines::datafusion::DataFusionEngine;
 pub use format::{Format, render};
@@ -30,9 +30,16 @@ fn open_with(config: &Config, lake: &Lake, catalog: &dyn Catalog) -> Result<Box<
             &config.catalog.database,
             lake,
         )?)),
-        QueryEngineKind::Athena => Err(Error::config(
+        #[cfg(feature = "aws")]
+        QueryEngineKind::Athena => Ok(Box::new(engines::athena::AthenaEngine::new(
+            &config.catalog.database,
+            config.query.workgroup.clone(),
+            config.query.output_location.clone(),
+        ))),
+        #[cfg(not(feature = "aws"))]
+        QueryEngineKind::Athena => Err(bitacora_core::Error::config(
             "query.engine",
-            "\"athena\" is not available in this build yet",
+            "\"athena\" needs a build with the `aws` feature (cargo build --release --features aws)",
         )),
     }
 }

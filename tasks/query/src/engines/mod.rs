@@ -1,3 +1,5 @@
 //! Query-engine backends behind [`bitacora_core::query::QueryEngine`].
 
+#[cfg(feature = "aws")]
+pub mod athena;
 pub mod datafusion;

@@ -1,0 +1,363 @@
+//! Amazon Athena (feature `aws`): `[query] engine = "athena"`, with `workgroup` and/or
+//! `output_location`.
+//!
+//! A statement is started with a client request token (a retried start never runs the query
+//! twice), polled with backoff until it reaches a terminal state, and its result pages are read
+//! to the end and typed from Athena's column metadata into Arrow, so every `--format` works as with
+//! DataFusion. A failed query reports Athena's own reason.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
+    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use aws_sdk_athena::Client;
+use aws_sdk_athena::types::{
+    ColumnInfo, QueryExecutionContext, QueryExecutionState, ResultConfiguration, Row,
+};
+use bitacora_core::aws::{sdk_config, sdk_error};
+use bitacora_core::query::{QueryEngine, QueryOutput};
+use bitacora_core::runtime::block_on;
+use bitacora_core::{Error, Result};
+
+/// Longest wait between two polls of a running query.
+const MAX_POLL: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct AthenaEngine {
+    client: Client,
+    database: String,
+    workgroup: Option<String>,
+    output_location: Option<String>,
+    /// Give up on a query that has not finished after this long.
+    timeout: Duration,
+}
+
+impl AthenaEngine {
+    pub fn new(
+        database: &str,
+        workgroup: Option<String>,
+        output_location: Option<String>,
+    ) -> AthenaEngine {
+        AthenaEngine {
+            client: Client::new(&sdk_config()),
+            database: database.to_string(),
+            workgroup,
+            output_location,
+            timeout: Duration::from_secs(30 * 60),
+        }
+    }
+
+    fn start(&self, sql: &str) -> Result<String> {
+        let token = {
+            let mut b = [0u8; 16];
+            getrandom::fill(&mut b).map_err(|e| Error::Query(format!("no randomness: {e}")))?;
+            hex::encode(b)
+        };
+        let mut req = self
+            .client
+            .start_query_execution()
+            .query_string(sql)
+            .client_request_token(token)
+            .query_execution_context(
+                QueryExecutionContext::builder()
+                    .database(&self.database)
+                    .build(),
+            )
+            .set_work_group(self.workgroup.clone());
+        if let Some(out) = &self.output_location {
+            req = req
+                .result_configuration(ResultConfiguration::builder().output_location(out).build());
+        }
+        let out = block_on(req.send())
+            .map_err(|e| Error::Query(sdk_error("athena", "StartQueryExecution", e).to_string()))?;
+        out.query_execution_id()
+            .map(str::to_string)
+            .ok_or_else(|| Error::Query("Athena returned no query execution id".into()))
+    }
+
+    /// Polls until the query ends; the error carries Athena's reason.
+    fn wait(&self, id: &str) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let out = block_on(
+                self.client
+                    .get_query_execution()
+                    .query_execution_id(id)
+                    .send(),
+            )
+            .map_err(|e| Error::Query(sdk_error("athena", "GetQueryExecution", e).to_string()))?;
+            let status = out.query_execution().and_then(|q| q.status());
+            match status.and_then(|s| s.state()) {
+                Some(QueryExecutionState::Succeeded) => return Ok(()),
+                Some(state @ (QueryExecutionState::Failed | QueryExecutionState::Cancelled)) => {
+                    let reason = status
+                        .and_then(|s| s.state_change_reason())
+                        .unwrap_or("no reason given");
+                    return Err(Error::Query(format!(
+                        "athena query {id} {}: {reason}",
+                        state.as_str().to_lowercase()
+                    )));
+                }
+                _ => {}
+            }
+            if started.elapsed() > self.timeout {
+                let _ = block_on(
+                    self.client
+                        .stop_query_execution()
+                        .query_execution_id(id)
+                        .send(),
+                );
+                return Err(Error::Query(format!(
+                    "athena query {id} did not finish in {:?}; stopped",
+                    self.timeout
+                )));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 3 / 2).min(MAX_POLL);
+        }
+    }
+
+    /// Every result page, typed by the column metadata.
+    fn results(&self, id: &str) -> Result<QueryOutput> {
+        let mut token: Option<String> = None;
+        let mut columns: Option<Vec<ColumnInfo>> = None;
+        let mut rows: Vec<Row> = Vec::new();
+        let mut first = true;
+        loop {
+            let out = block_on(
+                self.client
+                    .get_query_results()
+                    .query_execution_id(id)
+                    .set_next_token(token.take())
+                    .send(),
+            )
+            .map_err(|e| Error::Query(sdk_error("athena", "GetQueryResults", e).to_string()))?;
+            let Some(set) = out.result_set() else { break };
+            if columns.is_none() {
+                columns = set.result_set_metadata().map(|m| m.column_info().to_vec());
+            }
+            let mut page = set.rows().to_vec();
+            // The first row of a SELECT's first page repeats the column names.
+            if first
+                && let (Some(cols), Some(head)) = (&columns, page.first())
+                && is_header(head, cols)
+            {
+                page.remove(0);
+            }
+            first = false;
+            rows.extend(page);
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        to_arrow(&columns.unwrap_or_default(), &rows)
+    }
+}
+
+fn is_header(row: &Row, cols: &[ColumnInfo]) -> bool {
+    row.data().len() == cols.len()
+        && row
+            .data()
+            .iter()
+            .zip(cols)
+            .all(|(d, c)| d.var_char_value() == Some(c.name()))
+}
+
+/// Arrow type of an Athena (Trino) column type.
+fn arrow_type(athena: &str) -> DataType {
+    match athena.to_ascii_lowercase().as_str() {
+        "bigint" => DataType::Int64,
+        "integer" | "int" | "smallint" | "tinyint" => DataType::Int32,
+        "double" | "float" | "real" => DataType::Float64,
+        "boolean" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        // varchar, char, decimal (kept exact as text), arrays, maps, rows, json...
+        _ => DataType::Utf8,
+    }
+}
+
+fn bad_value(col: &str, value: &str, ty: &str) -> Error {
+    Error::Query(format!(
+        "athena returned {value:?} in column {col}, which is not a {ty}"
+    ))
+}
+
+fn parse_timestamp(v: &str) -> Option<i64> {
+    chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc().timestamp_micros())
+}
+
+fn to_arrow(cols: &[ColumnInfo], rows: &[Row]) -> Result<QueryOutput> {
+    let fields: Vec<Field> = cols
+        .iter()
+        .map(|c| Field::new(c.name(), arrow_type(c.r#type()), true))
+        .collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(cols.len());
+    for (i, c) in cols.iter().enumerate() {
+        let values = rows
+            .iter()
+            .map(|r| r.data().get(i).and_then(|d| d.var_char_value()));
+        let name = c.name();
+        let array: ArrayRef = match arrow_type(c.r#type()) {
+            DataType::Int64 => {
+                let mut b = Int64Builder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "bigint")))
+                            .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Int32 => {
+                let mut b = Int32Builder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "integer")))
+                            .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Float64 => {
+                let mut b = Float64Builder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "double")))
+                            .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Boolean => {
+                let mut b = BooleanBuilder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "boolean")))
+                            .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Date32 => {
+                let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+                let mut b = Date32Builder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| {
+                            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                                .map(|d| (d - epoch).num_days() as i32)
+                                .map_err(|_| bad_value(name, v, "date"))
+                        })
+                        .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Timestamp(..) => {
+                let mut b = TimestampMicrosecondBuilder::new();
+                for v in values {
+                    b.append_option(
+                        v.map(|v| {
+                            parse_timestamp(v).ok_or_else(|| bad_value(name, v, "timestamp"))
+                        })
+                        .transpose()?,
+                    );
+                }
+                Arc::new(b.finish())
+            }
+            _ => {
+                let mut b = StringBuilder::new();
+                for v in values {
+                    b.append_option(v);
+                }
+                Arc::new(b.finish())
+            }
+        };
+        arrays.push(array);
+    }
+    let batches = if cols.is_empty() {
+        Vec::new()
+    } else {
+        vec![
+            RecordBatch::try_new(schema.clone(), arrays)
+                .map_err(|e| Error::Query(format!("athena results: {e}")))?,
+        ]
+    };
+    Ok(QueryOutput { schema, batches })
+}
+
+/// Whether `sql` only reads: `SELECT`/`WITH`/`SHOW`/`DESCRIBE`/`EXPLAIN` statements, one at a time.
+/// Athena runs what the workgroup's IAM allows; this keeps `bitacora-query` read-only on every engine.
+fn read_only(sql: &str) -> Result<()> {
+    let body = sql.trim().trim_end_matches(';').trim();
+    let first = body
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let allowed = ["SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES"];
+    if !allowed.contains(&first.as_str()) || body.contains(';') {
+        return Err(Error::Query(format!(
+            "refused: bitacora-query is read-only, only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed (got {first:?})"
+        )));
+    }
+    Ok(())
+}
+
+impl QueryEngine for AthenaEngine {
+    fn kind(&self) -> &'static str {
+        "athena"
+    }
+
+    fn query(&self, sql: &str) -> Result<QueryOutput> {
+        read_only(sql)?;
+        let id = self.start(sql)?;
+        tracing::info!("athena query {id} started");
+        self.wait(&id)?;
+        self.results(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reading_statements_pass() {
+        for ok in [
+            "SELECT 1",
+            " with x as (select 1) select * from x;",
+            "SHOW TABLES",
+            "(SELECT 1)",
+        ] {
+            assert!(read_only(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "DROP TABLE events",
+            "INSERT INTO events SELECT 1",
+            "SELECT 1; DROP TABLE x",
+            "MSCK REPAIR TABLE events",
+            "CREATE TABLE x AS SELECT 1",
+        ] {
+            assert!(read_only(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn timestamps_and_types() {
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01.500"), Some(1_500_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:00:01"), Some(1_000_000));
+        assert_eq!(arrow_type("BIGINT"), DataType::Int64);
+        assert_eq!(arrow_type("decimal"), DataType::Utf8);
+    }
+}

@@ -1,0 +1,72 @@
+"""The Athena engine against a local endpoint (moto): Athena runs nothing there, so results are
+seeded through moto's API; what is checked is ours: start, poll, read every row, type the columns,
+render every format, and refuse statements that write."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from conftest import run
+
+COLUMNS = [("dt", "varchar"), ("events", "bigint"), ("errors", "integer"), ("rate", "double"), ("flag", "boolean"), ("day", "date"), ("at", "timestamp"), ("amount", "decimal")]
+
+
+def seed(endpoint, rows):
+    body = {
+        "results": [
+            {
+                "column_info": [{"Name": n, "Label": n, "Type": t, "Nullable": "UNKNOWN"} for n, t in COLUMNS],
+                "rows": [{"Data": [{"VarCharValue": n} for n, _ in COLUMNS]}]
+                + [{"Data": [({"VarCharValue": v} if v is not None else {}) for v in r]} for r in rows],
+            }
+        ]
+    }
+    req = urllib.request.Request(
+        f"{endpoint}/moto-api/static/athena/query-results", data=json.dumps(body).encode(), method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(req, timeout=5)
+
+
+def config(tmp_path):
+    c = tmp_path / "athena.toml"
+    c.write_text(
+        f'[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n'
+        '[query]\nengine = "athena"\nworkgroup = "primary"\noutput_location = "s3://athena-results/"\n'
+    )
+    return c
+
+
+ROWS = [
+    ["2026-11-02", "1200", "7", "0.58", "true", "2026-11-02", "2026-11-02 10:15:00.250", "12.50"],
+    ["2026-11-03", "900", None, "1.5e-1", "false", "2026-11-03", "2026-11-03 00:00:00", None],
+]
+
+
+def test_athena_results_are_typed_and_rendered(aws, tmp_path):
+    seed(aws["env"]["AWS_ENDPOINT_URL"], ROWS)
+    out = json.loads(run("bitacora-query", "--config", str(config(tmp_path)), "--format", "json", "SELECT * FROM events").stdout)
+    assert out == [
+        {"dt": "2026-11-02", "events": 1200, "errors": 7, "rate": 0.58, "flag": True, "day": "2026-11-02",
+         "at": "2026-11-02T10:15:00.250", "amount": "12.50"},
+        {"dt": "2026-11-03", "events": 900, "rate": 0.15, "flag": False, "day": "2026-11-03", "at": "2026-11-03T00:00:00"},
+    ]
+
+    seed(aws["env"]["AWS_ENDPOINT_URL"], ROWS)
+    csv = run("bitacora-query", "--config", str(config(tmp_path)), "--format", "csv", "SELECT * FROM events").stdout
+    assert csv.splitlines()[0] == "dt,events,errors,rate,flag,day,at,amount"
+    assert len(csv.splitlines()) == 3
+
+    seed(aws["env"]["AWS_ENDPOINT_URL"], ROWS)
+    table = run("bitacora-query", "--config", str(config(tmp_path)), "SELECT * FROM events").stdout
+    assert "| dt " in table and "1200" in table
+
+
+def test_athena_refuses_writes_before_calling_aws(aws, tmp_path):
+    for sql in ["DROP TABLE events", "MSCK REPAIR TABLE events", "SELECT 1; DROP TABLE events"]:
+        proc = run("bitacora-query", "--config", str(config(tmp_path)), sql, check=False)
+        assert proc.returncode == 1
+        assert "read-only" in json.loads(proc.stdout)["error"]
+    executions = aws["client"]("athena").list_query_executions()["QueryExecutionIds"]
+    assert executions == []
