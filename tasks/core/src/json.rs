@@ -21,17 +21,23 @@ pub(crate) struct EnvelopeRef<'a> {
     pub event_id: &'a str,
 }
 
-/// Whether any byte of `w` ends a plain string run: `"`, `\\` or a control character (< 0x20).
-/// The classic SWAR zero-byte test, applied to `w ^ '"'`, `w ^ '\\'` and `w - 0x20`.
+/// The bytes of `w` (eight string bytes, little-endian) that end a plain string run — `"`, `\\` or a
+/// control character (< 0x20) — as the high bit of each such byte. The classic SWAR zero-byte test,
+/// applied to `w ^ '"'`, `w ^ '\\'` and `w - 0x20`: its lowest set bit is exact (borrows only ever
+/// mark bytes above a true match), so `trailing_zeros / 8` is the index of the first special byte.
 #[inline]
-fn special8(w: u64) -> bool {
+fn special_mask(w: u64) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    (zero(w ^ (LO * b'"' as u64))
+    zero(w ^ (LO * b'"' as u64))
         | zero(w ^ (LO * b'\\' as u64))
-        | (w.wrapping_sub(LO * 0x20) & !w & HI))
-        != 0
+        | (w.wrapping_sub(LO * 0x20) & !w & HI)
+}
+
+#[cfg(test)]
+fn special8(w: u64) -> bool {
+    special_mask(w) != 0
 }
 
 struct Cursor<'a> {
@@ -60,8 +66,10 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn skip_plain(&mut self) {
         while let Some(w) = self.b[self.i..].first_chunk::<8>() {
-            if special8(u64::from_le_bytes(*w)) {
-                break;
+            let m = special_mask(u64::from_le_bytes(*w));
+            if m != 0 {
+                self.i += (m.trailing_zeros() / 8) as usize;
+                return;
             }
             self.i += 8;
         }
@@ -126,12 +134,18 @@ impl<'a> Cursor<'a> {
     /// The rest of a string from its first backslash, unescaped into `buf`.
     fn unescape(&mut self, buf: &mut Vec<u8>) -> Option<()> {
         loop {
-            if let Some(w) = self.b[self.i..].first_chunk::<8>()
-                && !special8(u64::from_le_bytes(*w))
-            {
+            if let Some(w) = self.b[self.i..].first_chunk::<8>() {
+                let m = special_mask(u64::from_le_bytes(*w));
+                // Copy the whole word (a fixed-size copy), then keep only the plain prefix.
+                let len = buf.len();
                 buf.extend_from_slice(w);
-                self.i += 8;
-                continue;
+                if m == 0 {
+                    self.i += 8;
+                    continue;
+                }
+                let k = (m.trailing_zeros() / 8) as usize;
+                buf.truncate(len + k);
+                self.i += k;
             }
             let c = *self.b.get(self.i)?;
             if c != b'"' && c != b'\\' && c >= 0x20 {
@@ -521,6 +535,21 @@ mod tests {
                     special,
                     "{c:#x} in lane {lane}"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_first_special_byte_is_located_exactly() {
+        for first in 0..8 {
+            for later in first..8 {
+                for (a, b) in [(b'"', 0x01), (0x00, b'\\'), (b'\\', b'"'), (0x1f, 0x00)] {
+                    let mut w = *b"abcdefgh";
+                    w[later] = b;
+                    w[first] = a;
+                    let m = special_mask(u64::from_le_bytes(w));
+                    assert_eq!((m.trailing_zeros() / 8) as usize, first, "{w:?}");
+                }
             }
         }
     }

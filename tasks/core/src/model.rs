@@ -50,7 +50,7 @@ pub struct Event<'a> {
     /// The text of plain-text messages.
     pub message: Option<Cow<'a, str>>,
     /// JSON object: `props` plus the message's unknown keys.
-    pub properties: Option<String>,
+    pub properties: Option<Cow<'a, str>>,
     /// Delivery provenance, used to pick the kept copy among duplicates: `(timestamp, eventId)`.
     #[serde(skip)]
     pub source_timestamp: i64,

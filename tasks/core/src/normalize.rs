@@ -398,10 +398,10 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
 
 /// `props` plus unknown keys as a JSON object: `props` text as sent when there are no unknown keys,
 /// else a merged object with sorted keys (`props` wins on a clash).
-fn properties(
-    props: Option<&str>,
-    unknown: &[(Cow<'_, str>, &str)],
-) -> Result<Option<String>, FieldError> {
+fn properties<'a>(
+    props: Option<&'a str>,
+    unknown: &[(Cow<'a, str>, &'a str)],
+) -> Result<Option<Cow<'a, str>>, FieldError> {
     // The common case: `props` alone, already a compact object (what apps send) — keep its text.
     if unknown.is_empty()
         && let Some(raw) = props
@@ -414,7 +414,7 @@ fn properties(
             return Err(wrong_type("props", "an object", raw));
         }
         if !text.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Ok(Some(text.to_string()));
+            return Ok(Some(Cow::Borrowed(text)));
         }
     }
     let mut map = match props {
@@ -435,7 +435,7 @@ fn properties(
             map.insert(key.to_string(), v);
         }
     }
-    Ok(Some(serde_json::Value::Object(map).to_string()))
+    Ok(Some(Cow::Owned(serde_json::Value::Object(map).to_string())))
 }
 
 #[cfg(test)]
