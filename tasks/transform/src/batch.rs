@@ -10,6 +10,11 @@ use bitacora_core::model::{Event, Rejected};
 use bitacora_core::schema::{events_schema, quarantine_schema};
 use bitacora_core::{Error, Result};
 
+/// Bytes of string data after which a builder hands its rows over, whatever their number: Arrow
+/// string arrays hold at most 2 GiB, and a batch of large messages would reach that long before
+/// its row count.
+pub const FLUSH_BYTES: usize = 256 << 20;
+
 /// Hidden columns carried through the dedup, dropped before writing.
 pub const SRC_TS: &str = "_source_timestamp";
 pub const SRC_ID: &str = "_source_event_id";
@@ -40,6 +45,7 @@ pub struct EventBuilder {
     status_code: Int32Builder,
     src_ts: Int64Builder,
     len: usize,
+    bytes: usize,
 }
 
 // Index of each string column in `strings`.
@@ -74,11 +80,13 @@ impl EventBuilder {
             status_code: Int32Builder::with_capacity(cap),
             src_ts: Int64Builder::with_capacity(cap),
             len: 0,
+            bytes: 0,
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.len
+    /// Whether the builder should hand its rows over: `rows` reached, or [`FLUSH_BYTES`].
+    pub fn full(&self, rows: usize) -> bool {
+        self.len >= rows || self.bytes >= FLUSH_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
@@ -109,6 +117,12 @@ impl EventBuilder {
         self.status_code.append_option(e.status_code);
         self.src_ts.append_value(e.source_timestamp);
         self.len += 1;
+        self.bytes += e.event_id.len()
+            + e.log_stream.len()
+            + e.message.as_deref().map_or(0, str::len)
+            + e.properties.as_deref().map_or(0, str::len)
+            + e.source_event_id.len()
+            + 256;
     }
 
     /// The rows built so far, in [`work_schema`] order; the builder is left empty.
@@ -143,6 +157,7 @@ impl EventBuilder {
             take(S_SRC_ID),
         ];
         self.len = 0;
+        self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), columns)
             .map_err(|e| Error::external("build events batch", e))
     }
@@ -158,6 +173,7 @@ pub struct QuarantineBuilder {
     source_timestamp: TimestampMicrosecondBuilder,
     raw: StringBuilder,
     len: usize,
+    bytes: usize,
 }
 
 impl Default for QuarantineBuilder {
@@ -171,17 +187,19 @@ impl Default for QuarantineBuilder {
             source_timestamp: ts_builder(0),
             raw: StringBuilder::new(),
             len: 0,
+            bytes: 0,
         }
     }
 }
 
 impl QuarantineBuilder {
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// Whether the builder should hand its rows over: `rows` reached, or [`FLUSH_BYTES`].
+    pub fn full(&self, rows: usize) -> bool {
+        self.len >= rows || self.bytes >= FLUSH_BYTES
     }
 
     pub fn append(&mut self, r: &Rejected<'_>, log_group: &str) {
@@ -194,10 +212,12 @@ impl QuarantineBuilder {
         self.source_timestamp.append_option(r.source_timestamp);
         self.raw.append_value(&r.raw);
         self.len += 1;
+        self.bytes += r.raw.len() + r.detail.len() + 256;
     }
 
     pub fn finish(&mut self) -> Result<RecordBatch> {
         self.len = 0;
+        self.bytes = 0;
         RecordBatch::try_new(
             quarantine_schema(),
             vec![

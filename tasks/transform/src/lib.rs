@@ -21,8 +21,7 @@ use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
-use arrow::array::{AsArray, RecordBatch};
-use arrow::compute::{SortColumn, SortOptions, lexsort_to_indices};
+use arrow::array::{Array, AsArray, RecordBatch};
 use bitacora_core::config::worker_count;
 use bitacora_core::lake::{Lake, layout};
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
@@ -452,7 +451,7 @@ impl Parser<'_> {
                     (xxhash_rust::xxh3::xxh3_64(event.event_id.as_bytes()) % n as u64) as usize
                 };
                 st.builders[b].append(&event);
-                if st.builders[b].len() >= self.flush_rows {
+                if st.builders[b].full(self.flush_rows) {
                     let batch = st.builders[b].finish()?;
                     self.buckets[b]
                         .lock()
@@ -470,7 +469,7 @@ impl Parser<'_> {
 
     /// Hands the worker's quarantine rows over when there are enough of them (or all: `all`).
     fn flush_quarantine(&self, st: &mut ParseState, all: bool) -> Result<()> {
-        if st.quarantine.len() >= self.flush_rows || (all && !st.quarantine.is_empty()) {
+        if st.quarantine.full(self.flush_rows) || (all && !st.quarantine.is_empty()) {
             let batch = st.quarantine.finish()?;
             self.quarantine
                 .lock()
@@ -507,39 +506,54 @@ fn write_quarantine(
         return Ok((Vec::new(), reasons));
     }
     let schema = quarantine_schema();
-    let all = arrow::compute::concat_batches(&schema, batches)
-        .map_err(|e| Error::external("gather quarantine", e))?;
-    for v in all.column(0).as_string::<i32>().iter().flatten() {
-        *reasons.entry(v.to_string()).or_insert(0) += 1;
+    // Ordered across the batches as they are (concatenating them could pass Arrow's 2 GiB limit
+    // of a string column when many records are large).
+    struct Keys<'a> {
+        reason: &'a arrow::array::StringArray,
+        detail: &'a arrow::array::StringArray,
+        id: &'a arrow::array::StringArray,
+        ts: &'a arrow::array::TimestampMicrosecondArray,
+        raw: &'a arrow::array::StringArray,
     }
-    let key = |name: &str| -> Result<SortColumn> {
-        Ok(SortColumn {
-            values: all
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| Error::Invariant(format!("quarantine column {name} missing")))?,
-            options: Some(SortOptions {
-                descending: false,
-                nulls_first: true,
-            }),
-        })
-    };
-    let indices = lexsort_to_indices(
-        &[
-            key("source_timestamp")?,
-            key("source_event_id")?,
-            key("raw")?,
-            key("reason")?,
-            key("detail")?,
-        ],
-        None,
-    )
-    .map_err(|e| Error::external("order quarantine", e))?;
-    let order: Vec<(usize, usize)> = indices
-        .values()
+    let keys: Vec<Keys<'_>> = batches
         .iter()
-        .map(|&i| (0usize, i as usize))
+        .map(|b| {
+            let col = |name: &str| {
+                b.column_by_name(name)
+                    .ok_or_else(|| Error::Invariant(format!("quarantine column {name} missing")))
+            };
+            Ok(Keys {
+                reason: col("reason")?.as_string::<i32>(),
+                detail: col("detail")?.as_string::<i32>(),
+                id: col("source_event_id")?.as_string::<i32>(),
+                ts: col("source_timestamp")?.as_primitive(),
+                raw: col("raw")?.as_string::<i32>(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for k in &keys {
+        for v in k.reason.iter().flatten() {
+            *reasons.entry(v.to_string()).or_insert(0) += 1;
+        }
+    }
+    fn opt_str(a: &arrow::array::StringArray, i: usize) -> Option<&str> {
+        (!a.is_null(i)).then(|| a.value(i))
+    }
+    let mut order: Vec<(usize, usize)> = keys
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, k)| (0..k.raw.len()).map(move |ri| (bi, ri)))
         .collect();
+    order.sort_by(|&(ba, ra), &(bb, rb)| {
+        let (x, y) = (&keys[ba], &keys[bb]);
+        let ts = |k: &Keys<'_>, i: usize| (!k.ts.is_null(i)).then(|| k.ts.value(i));
+        ts(x, ra)
+            .cmp(&ts(y, rb))
+            .then_with(|| opt_str(x.id, ra).cmp(&opt_str(y.id, rb)))
+            .then_with(|| opt_str(x.raw, ra).cmp(&opt_str(y.raw, rb)))
+            .then_with(|| opt_str(x.reason, ra).cmp(&opt_str(y.reason, rb)))
+            .then_with(|| opt_str(x.detail, ra).cmp(&opt_str(y.detail, rb)))
+    });
     let props = output::properties(
         tc.row_group_rows,
         tc.zstd_level,
@@ -547,13 +561,7 @@ fn write_quarantine(
         QUARANTINE_UNIQUE,
         QUARANTINE_UNPRUNABLE,
     )?;
-    let bytes = output::write_rows(
-        &schema,
-        std::slice::from_ref(&all),
-        &order,
-        props,
-        tc.row_group_rows,
-    )?;
+    let bytes = output::write_rows(&schema, batches, &order, props, tc.row_group_rows)?;
     let path = format!("{dir}/part-00000.parquet");
     let size = bytes.len() as u64;
     lake.put(&path, bytes)?;

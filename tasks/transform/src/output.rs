@@ -43,6 +43,59 @@ pub fn properties(
         .build())
 }
 
+/// String bytes gathered into one batch at most (Arrow string arrays hold at most 2 GiB).
+const GATHER_BYTES: usize = 512 << 20;
+
+/// Splits `order` into the runs gathered one at a time: `rows` rows each, and fewer when their
+/// strings would pass [`GATHER_BYTES`] (only measured when the input as a whole is that large).
+pub fn gather_chunks<'o>(
+    batches: &[RecordBatch],
+    order: &'o [RowRef],
+    rows: usize,
+) -> Vec<&'o [RowRef]> {
+    gather_chunks_within(batches, order, rows, GATHER_BYTES)
+}
+
+fn string_columns(b: &RecordBatch) -> Vec<&arrow::array::StringArray> {
+    use arrow::array::AsArray;
+    b.columns()
+        .iter()
+        .filter_map(|c| c.as_string_opt::<i32>())
+        .collect()
+}
+
+fn gather_chunks_within<'o>(
+    batches: &[RecordBatch],
+    order: &'o [RowRef],
+    rows: usize,
+    limit: usize,
+) -> Vec<&'o [RowRef]> {
+    let total: usize = batches
+        .iter()
+        .flat_map(string_columns)
+        .map(|a| a.value_data().len())
+        .sum();
+    if total <= limit {
+        return order.chunks(rows).collect();
+    }
+    let cols: Vec<Vec<&arrow::array::StringArray>> = batches.iter().map(string_columns).collect();
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0usize);
+    for (i, &(b, r)) in order.iter().enumerate() {
+        let size: usize = cols[b].iter().map(|a| a.value_length(r) as usize).sum();
+        if i > start && (i - start >= rows || bytes + size > limit) {
+            out.push(&order[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
 /// Writes the rows `order` of `batches`, projected to `schema`, as one Parquet file in memory.
 /// Rows are gathered a row group at a time, so memory holds the input plus one row group.
 pub fn write_rows(
@@ -67,7 +120,7 @@ pub fn write_rows(
         .collect::<Result<_>>()?;
     let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props))
         .map_err(|e| Error::external("start Parquet file", e))?;
-    for chunk in order.chunks(row_group_rows.max(1)) {
+    for chunk in gather_chunks(batches, order, row_group_rows.max(1)) {
         let gathered =
             interleave_record_batch(&refs, chunk).map_err(|e| Error::external("gather rows", e))?;
         let projected = gathered
@@ -82,4 +135,38 @@ pub fn write_rows(
     writer
         .into_inner()
         .map_err(|e| Error::external("finish Parquet file", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::StringArray;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use std::sync::Arc;
+
+    #[test]
+    fn large_rows_are_gathered_in_smaller_chunks() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, false)]));
+        let big = "x".repeat(1000);
+        let b = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec![big.as_str(); 10]))],
+        )
+        .unwrap();
+        let order: Vec<RowRef> = (0..10).map(|r| (0, r)).collect();
+        let batches = std::slice::from_ref(&b);
+        // Under the limit: chunks of `rows`.
+        let small: Vec<usize> = gather_chunks_within(batches, &order, 4, 1 << 20)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(small, vec![4, 4, 2]);
+        // Over it: at most 2500 bytes of strings per chunk.
+        let sized: Vec<usize> = gather_chunks_within(batches, &order, 4, 2500)
+            .iter()
+            .map(|c| c.len())
+            .collect();
+        assert_eq!(sized, vec![2, 2, 2, 2, 2]);
+        assert_eq!(sized.iter().sum::<usize>(), 10);
+    }
 }
