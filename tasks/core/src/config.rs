@@ -236,6 +236,27 @@ pub struct TransformConfig {
     pub spill_dir: Option<PathBuf>,
     /// Worker threads (0: one per core).
     pub workers: usize,
+    /// Where the transform runs: `rust` (this process) or Apache Spark (`glue`, `emr-serverless`).
+    /// With Spark the raw zone is written as gzip NDJSON (read natively by Spark and Athena) and
+    /// must not be client-side encrypted (use `sse-kms`).
+    pub engine: TransformEngine,
+}
+
+/// The engine of the transform step.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TransformEngine {
+    #[default]
+    Rust,
+    Glue,
+    EmrServerless,
+}
+
+impl TransformEngine {
+    /// Whether the transform runs on Apache Spark (the raw zone must then be Spark-readable).
+    pub fn is_spark(&self) -> bool {
+        !matches!(self, TransformEngine::Rust)
+    }
 }
 
 impl Default for TransformConfig {
@@ -247,6 +268,7 @@ impl Default for TransformConfig {
             max_record_bytes: 256 * 1024,
             spill_dir: None,
             workers: 0,
+            engine: TransformEngine::Rust,
         }
     }
 }
@@ -385,6 +407,12 @@ impl Config {
             return Err(Error::config(
                 "query.output_location",
                 "athena needs an s3:// output_location or a workgroup that has one",
+            ));
+        }
+        if self.transform.engine.is_spark() && self.encryption.mode == EncryptionMode::Envelope {
+            return Err(Error::config(
+                "encryption.mode",
+                "Spark (transform.engine) cannot read client-side encrypted raw objects: use \"sse-kms\" (or \"none\" for local tests)",
             ));
         }
         match self.encryption.mode {

@@ -22,6 +22,8 @@ const BLOCK: usize = 1 << 20;
 #[derive(Clone)]
 pub struct RawCodec {
     keys: Option<Arc<dyn KeyProvider>>,
+    /// gzip instead of zstd: what Spark and Athena read natively (`transform.engine` = Spark).
+    gzip: bool,
 }
 
 impl std::fmt::Debug for RawCodec {
@@ -35,8 +37,23 @@ impl std::fmt::Debug for RawCodec {
 impl RawCodec {
     /// The codec of a configuration. `create_key`: create the local key file when missing (extract).
     pub fn from_config(config: &Config, create_key: bool) -> Result<RawCodec> {
+        let mut codec = Self::keys_from_config(config, create_key)?;
+        codec.gzip = config.transform.engine.is_spark();
+        if codec.gzip && codec.keys.is_some() {
+            return Err(Error::config(
+                "encryption.mode",
+                "Spark (transform.engine) cannot read client-side encrypted raw objects: use \"sse-kms\"",
+            ));
+        }
+        Ok(codec)
+    }
+
+    fn keys_from_config(config: &Config, create_key: bool) -> Result<RawCodec> {
         match config.encryption.mode {
-            EncryptionMode::None => Ok(RawCodec { keys: None }),
+            EncryptionMode::None => Ok(RawCodec {
+                keys: None,
+                gzip: false,
+            }),
             EncryptionMode::Envelope => {
                 if let Some(kms_key) = &config.encryption.kms_key_id {
                     return kms_codec(kms_key);
@@ -61,22 +78,36 @@ impl RawCodec {
                 };
                 Ok(RawCodec {
                     keys: Some(Arc::new(key)),
+                    gzip: false,
                 })
             }
             // The object store encrypts every object server side (see `Lake`); objects are plain
             // zstd NDJSON, which Spark and Athena read natively.
-            EncryptionMode::SseKms => Ok(RawCodec { keys: None }),
+            EncryptionMode::SseKms => Ok(RawCodec {
+                keys: None,
+                gzip: false,
+            }),
         }
     }
 
     /// A codec with an explicit key provider (None: compression only).
     pub fn with_keys(keys: Option<Arc<dyn KeyProvider>>) -> RawCodec {
-        RawCodec { keys }
+        RawCodec { keys, gzip: false }
+    }
+
+    /// A gzip codec without client-side encryption (the Spark-readable raw zone).
+    pub fn gzip() -> RawCodec {
+        RawCodec {
+            keys: None,
+            gzip: true,
+        }
     }
 
     /// File extension of raw objects.
     pub fn extension(&self) -> &'static str {
-        if self.keys.is_some() {
+        if self.gzip {
+            "jsonl.gz"
+        } else if self.keys.is_some() {
             "jsonl.zst.enc"
         } else {
             "jsonl.zst"
@@ -93,8 +124,17 @@ impl RawCodec {
             )?)),
             None => Sink::Plain(Vec::new()),
         };
-        let compressor = zstd::bulk::Compressor::new(ZSTD_LEVEL)
-            .map_err(|e| Error::external("start zstd", e))?;
+        let compressor = if self.gzip {
+            Frames::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::fast(),
+            ))
+        } else {
+            Frames::Zstd(
+                zstd::bulk::Compressor::new(ZSTD_LEVEL)
+                    .map_err(|e| Error::external("start zstd", e))?,
+            )
+        };
         Ok(RawWriter {
             sink: inner,
             compressor,
@@ -108,6 +148,15 @@ impl RawCodec {
 
     /// The decompressed (and decrypted) content of the object at `object`, as a byte stream.
     pub fn decoder<'a>(&self, bytes: &'a [u8], object: &str) -> Result<Box<dyn Read + 'a>> {
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            if self.keys.is_some() {
+                return Err(Error::Crypto {
+                    object: object.into(),
+                    message: "object is not encrypted but encryption.mode = \"envelope\"".into(),
+                });
+            }
+            return Ok(Box::new(flate2::read::MultiGzDecoder::new(bytes)));
+        }
         let encrypted = is_encrypted(bytes);
         let compressed: Box<dyn Read + 'a> = match (&self.keys, encrypted) {
             (Some(k), true) => Box::new(DecryptingReader::new(bytes, k.as_ref(), object)?),
@@ -143,6 +192,7 @@ impl RawCodec {
 fn kms_codec(key_id: &str) -> Result<RawCodec> {
     Ok(RawCodec {
         keys: Some(Arc::new(crate::kms::KmsKey::new(key_id))),
+        gzip: false,
     })
 }
 
@@ -152,6 +202,12 @@ fn kms_codec(_key_id: &str) -> Result<RawCodec> {
         "encryption.kms_key_id",
         "KMS-wrapped data keys need a build with the `aws` feature (cargo build --release --features aws)",
     ))
+}
+
+/// How blocks of lines are compressed: zstd frames into the sink, or one gzip stream.
+enum Frames {
+    Zstd(zstd::bulk::Compressor<'static>),
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
 }
 
 enum Sink {
@@ -177,7 +233,7 @@ impl Write for Sink {
 /// Accumulates one raw object.
 pub struct RawWriter {
     sink: Sink,
-    compressor: zstd::bulk::Compressor<'static>,
+    compressor: Frames,
     /// Plaintext lines not compressed yet.
     block: Vec<u8>,
     /// Reused output buffer of the compressor.
@@ -205,15 +261,21 @@ impl RawWriter {
         if self.block.is_empty() {
             return Ok(());
         }
-        self.frame.clear();
-        self.frame
-            .reserve(zstd::zstd_safe::compress_bound(self.block.len()));
-        self.compressor
-            .compress_to_buffer(&self.block, &mut self.frame)
-            .map_err(|e| Error::external(format!("compress {}", self.object), e))?;
-        self.sink
-            .write_all(&self.frame)
-            .map_err(|e| Error::external(format!("encode {}", self.object), e))?;
+        match &mut self.compressor {
+            Frames::Zstd(c) => {
+                self.frame.clear();
+                self.frame
+                    .reserve(zstd::zstd_safe::compress_bound(self.block.len()));
+                c.compress_to_buffer(&self.block, &mut self.frame)
+                    .map_err(|e| Error::external(format!("compress {}", self.object), e))?;
+                self.sink
+                    .write_all(&self.frame)
+                    .map_err(|e| Error::external(format!("encode {}", self.object), e))?;
+            }
+            Frames::Gzip(gz) => gz
+                .write_all(&self.block)
+                .map_err(|e| Error::external(format!("compress {}", self.object), e))?,
+        }
         self.block.clear();
         Ok(())
     }
@@ -235,6 +297,11 @@ impl RawWriter {
     /// The finished object.
     pub fn finish(mut self) -> Result<Vec<u8>> {
         self.compress_block()?;
+        if let Frames::Gzip(gz) = self.compressor {
+            return gz
+                .finish()
+                .map_err(|e| Error::external(format!("compress {}", self.object), e));
+        }
         match self.sink {
             Sink::Plain(v) => Ok(v),
             Sink::Encrypted(w) => w
@@ -256,6 +323,7 @@ mod tests {
         for codec in [
             RawCodec::with_keys(None),
             RawCodec::with_keys(Some(key.clone())),
+            RawCodec::gzip(),
         ] {
             let mut w = codec.writer("o").unwrap();
             w.write_line(b"{\"a\":1}").unwrap();

@@ -100,7 +100,14 @@ pub struct TransformReport {
 pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport> {
     let started = Instant::now();
     let day = params.date;
+    if config.transform.engine.is_spark() {
+        return Err(Error::config(
+            "transform.engine",
+            "submitting the Spark job to Glue / EMR Serverless is not built yet: run tasks/transform/spark/bitacora_transform.py with spark-submit, or set engine = \"rust\" (this process reads the Spark-mode raw zone too)",
+        ));
+    }
     let lake = Lake::from_config(config)?;
+    // The raw zone's compression is read from each object, so a Spark-mode (gzip) raw zone works too.
     let codec = RawCodec::from_config(config, false)?;
     let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
         Error::NotFound(format!(

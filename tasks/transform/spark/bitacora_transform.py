@@ -1,0 +1,317 @@
+"""Bitácora's transform on Apache Spark (AWS Glue or EMR Serverless), for days one machine cannot
+handle. It implements the transform contract of `bitacora-transform` exactly: the same `events` and
+`quarantine` columns and types, the same quarantine reasons, the same dedup rule (by the app's
+`event_id`, else CloudWatch's `eventId`; the delivery with the smallest `(timestamp, eventId)` is
+kept), written as zstd Parquet under `events/dt=D/run=R/` and `quarantine/dt=D/run=R/`.
+A conformance test runs it next to the Rust transform on the same raw zone and compares the rows.
+
+The raw zone it reads is gzip NDJSON (`transform.engine` = glue | emr-serverless makes the extract
+write it so, with SSE-KMS instead of client-side encryption).
+
+    spark-submit bitacora_transform.py --raw s3://lake/raw/dt=D/run=R/ --events s3://lake/events/dt=D/run=S/ \
+        --quarantine s3://lake/quarantine/dt=D/run=S/ --log-group /mobile/app [--max-record-bytes 262144]
+
+Quarantine `detail` texts are this script's own wording (Rust's come from its JSON parser).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from datetime import datetime, timezone
+
+FIELDS = [
+    "event_id", "ts", "level", "event_type", "user_id", "session_id", "app_version", "platform",
+    "os_version", "device_model", "country", "latency_ms", "status_code", "error_code", "props",
+]
+STRING_FIELDS = ["level", "event_type", "user_id", "session_id", "app_version", "platform", "os_version",
+                 "device_model", "country", "error_code"]
+I64 = (-(2**63), 2**63 - 1)
+I32 = (-(2**31), 2**31 - 1)
+# RFC 3339 as chrono's parse_from_rfc3339 reads it.
+RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+class Reject(Exception):
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _pairs_unique(pairs):
+    seen = set()
+    for k, _ in pairs:
+        if k in seen:
+            raise ValueError(f"duplicate field {k}")
+        seen.add(k)
+    return dict(pairs)
+
+
+class Obj(list):
+    """A JSON object as the list of its (key, value) pairs: duplicates and order kept, as the Rust
+    reader sees them."""
+
+
+def _pairs_list(pairs):
+    return Obj(pairs)
+
+
+# char::is_whitespace (Unicode White_Space), which Rust's trim_start uses; Python's isspace() also
+# counts \x1c-\x1f.
+RUST_WS = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _strict_loads(text, hook):
+    return json.loads(text, object_pairs_hook=hook, parse_constant=_no_constants)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _show(raw) -> str:
+    s = json.dumps(_plain(raw), separators=(",", ":"), ensure_ascii=False)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def parse_ts(value: str) -> int:
+    m = RFC3339.match(value)
+    if not m:
+        raise ValueError("not RFC 3339")
+    frac = m.group(7) or ""
+    base = f"{m.group(1)}-{m.group(2)}-{m.group(3)}T{m.group(4)}:{m.group(5)}:{m.group(6)}"
+    tz = m.group(8).upper()
+    tz = "+00:00" if tz == "Z" else tz
+    dt = datetime.fromisoformat(base + tz)
+    micros = int((frac[1:] + "000000")[:6]) if frac else 0
+    epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = dt - epoch
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + micros
+
+
+def _str_field(name, value):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    raise Reject("wrong_type", f"field {name}: expected a string, got {_show(value)}")
+
+
+def _int_field(name, value, bounds):
+    if value is None:
+        return None
+    if _is_int(value) and bounds[0] <= value <= bounds[1]:
+        return value
+    if _is_int(value) and name == "status_code" and I64[0] <= value <= I64[1]:
+        raise Reject("wrong_type", f"field status_code: {value} does not fit a 32-bit integer")
+    raise Reject("wrong_type", f"field {name}: expected an integer, got {_show(value)}")
+
+
+def _properties(props_present, props, unknown, props_text):
+    """`props` plus unknown keys as a JSON object, as the Rust normalisation builds it."""
+    if not unknown and props_present:
+        if props is None:
+            return None
+        if not isinstance(props, Obj):
+            raise Reject("wrong_type", f"field props: expected an object, got {_show(props)}")
+        if props_text is not None and not any(c in props_text for c in " \t\n\r"):
+            return props_text
+    merged = {}
+    if props_present and props is not None:
+        if not isinstance(props, Obj):
+            raise Reject("wrong_type", f"field props: expected an object, got {_show(props)}")
+        for k, v in props:
+            merged[k] = _plain(v)  # later duplicates win, as in serde_json's map
+    if not merged and not unknown and not props_present:
+        return None
+    for k, v in unknown:
+        if k not in merged:
+            merged[k] = _plain(v)
+    return json.dumps(merged, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+def _plain(v):
+    """Objects (pairs) back to dicts, for re-serialisation; later duplicates win."""
+    if isinstance(v, Obj):
+        out = {}
+        for k, x in v:
+            out[k] = _plain(x)
+        return out
+    if isinstance(v, list):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _member_texts(message: str) -> dict:
+    """Raw JSON text of each top-level member (for `props` kept as sent); {} when unsure."""
+    try:
+        dec = json.JSONDecoder()
+        i = 0
+        s = message.lstrip()
+        if not s.startswith("{"):
+            return {}
+        i = 1
+        out = {}
+        ws = " \t\n\r"
+        while True:
+            while i < len(s) and s[i] in ws:
+                i += 1
+            if s[i] == "}":
+                return out
+            key, i = dec.raw_decode(s, i)
+            while s[i] in ws:
+                i += 1
+            i += 1  # ':'
+            while s[i] in ws:
+                i += 1
+            _, end = dec.raw_decode(s, i)
+            out[key] = s[i:end]
+            i = end
+            while s[i] in ws:
+                i += 1
+            if s[i] == ",":
+                i += 1
+    except Exception:
+        return {}
+
+
+def normalize(line: str, log_group: str, max_record_bytes: int):
+    """One raw record → ("event", dict) or ("quarantine", dict)."""
+    raw_bytes = line.encode("utf-8")
+
+    def q(reason, detail, stream=None, eid=None, ts=None, raw=line):
+        return ("quarantine", {
+            "reason": reason, "detail": detail, "log_group": log_group, "log_stream": stream,
+            "source_event_id": eid, "source_timestamp": None if ts is None else ts * 1000, "raw": raw,
+        })
+
+    env = None
+    try:
+        env = _strict_loads(line, _pairs_unique)
+        ok = (isinstance(env, dict) and _is_int(env.get("timestamp")) and I64[0] <= env["timestamp"] <= I64[1]
+              and isinstance(env.get("message"), str) and isinstance(env.get("logStreamName"), str)
+              and isinstance(env.get("eventId"), str)
+              and (env.get("ingestionTime") is None or (_is_int(env["ingestionTime"]) and I64[0] <= env["ingestionTime"] <= I64[1])))
+        if not ok:
+            env = None
+    except Exception:
+        env = None
+
+    if len(raw_bytes) > max_record_bytes:
+        cut = raw_bytes[:max_record_bytes].decode("utf-8", errors="ignore")
+        detail = (f"record is {len(raw_bytes)} bytes, more than transform.max_record_bytes = "
+                  f"{max_record_bytes}; raw truncated")
+        if env is None:
+            return q("oversize", detail, raw=cut)
+        return q("oversize", detail, env["logStreamName"], env["eventId"], env["timestamp"], raw=cut)
+    if env is None:
+        return q("broken_envelope", "not a CloudWatch-shaped event")
+
+    ts_ms, message, stream, cw_id = env["timestamp"], env["message"], env["logStreamName"], env["eventId"]
+    ingest = env.get("ingestionTime")
+    event = {
+        "event_id": cw_id, "event_time": ts_ms * 1000, "ingest_time": None if ingest is None else ingest * 1000,
+        "log_group": log_group, "log_stream": stream, "level": None, "event_type": None, "user_id": None,
+        "session_id": None, "app_version": None, "platform": None, "os_version": None, "device_model": None,
+        "country": None, "latency_ms": None, "status_code": None, "error_code": None, "message": None,
+        "properties": None, "_source_timestamp": ts_ms, "_source_event_id": cw_id,
+    }
+    trimmed = message.lstrip(RUST_WS)
+    if not trimmed.startswith("{"):
+        event["event_type"] = "text"
+        event["message"] = message
+        return ("event", event)
+    try:
+        pairs = _strict_loads(trimmed, _pairs_list)
+        if not isinstance(pairs, Obj):
+            raise ValueError("not an object")
+    except Exception as e:
+        return q("malformed_json", f"message is not a JSON object: {e}", stream, cw_id, ts_ms)
+
+    known, unknown = {}, []
+    for k, v in pairs:
+        if k in FIELDS:
+            known[k] = v  # later duplicates win
+        else:
+            unknown.append((k, v))
+    try:
+        eid = _str_field("event_id", known.get("event_id"))
+        if eid:
+            event["event_id"] = eid
+        if "ts" in known:
+            t = known["ts"]
+            if t is not None:
+                if not isinstance(t, str):
+                    raise Reject("unparsable_ts", f"field ts: expected an RFC 3339 string, got {_show(t)}")
+                try:
+                    event["event_time"] = parse_ts(t)
+                except Exception:
+                    raise Reject("unparsable_ts", f"field ts: {t!r} is not an RFC 3339 timestamp")
+        for f in STRING_FIELDS:
+            event[f] = _str_field(f, known.get(f))
+        event["latency_ms"] = _int_field("latency_ms", known.get("latency_ms"), I64)
+        event["status_code"] = _int_field("status_code", known.get("status_code"), I32)
+        event["properties"] = _properties("props" in known, known.get("props"), unknown,
+                                          _member_texts(trimmed).get("props") if "props" in known else None)
+    except Reject as r:
+        return q(r.reason, r.detail, stream, cw_id, ts_ms)
+    return ("event", event)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--raw", required=True)
+    ap.add_argument("--events", required=True)
+    ap.add_argument("--quarantine", required=True)
+    ap.add_argument("--log-group", default="/mobile/app")
+    ap.add_argument("--max-record-bytes", type=int, default=262144)
+    a, _ = ap.parse_known_args(argv)
+
+    from pyspark.sql import SparkSession, Window
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    spark = SparkSession.builder.appName("bitacora-transform").getOrCreate()
+    spark.conf.set("spark.sql.session.timeZone", "UTC")
+    spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
+    lines = spark.read.text(a.raw.rstrip("/") + "/*.jsonl.gz").rdd.map(lambda r: r.value)
+    tagged = lines.map(lambda l: normalize(l, a.log_group, a.max_record_bytes)).cache()
+
+    s, ts, i64, i32 = T.StringType(), T.LongType(), T.LongType(), T.IntegerType()
+    ev_fields = [("event_id", s, False), ("event_time", ts, False), ("ingest_time", ts, True), ("log_group", s, False),
+                 ("log_stream", s, False), ("level", s, True), ("event_type", s, True), ("user_id", s, True),
+                 ("session_id", s, True), ("app_version", s, True), ("platform", s, True), ("os_version", s, True),
+                 ("device_model", s, True), ("country", s, True), ("latency_ms", i64, True), ("status_code", i32, True),
+                 ("error_code", s, True), ("message", s, True), ("properties", s, True),
+                 ("_source_timestamp", i64, False), ("_source_event_id", s, False)]
+    ev_schema = T.StructType([T.StructField(n, t, nullable) for n, t, nullable in ev_fields])
+    q_fields = [("reason", s, False), ("detail", s, False), ("log_group", s, False), ("log_stream", s, True),
+                ("source_event_id", s, True), ("source_timestamp", ts, True), ("raw", s, False)]
+    q_schema = T.StructType([T.StructField(n, t, nullable) for n, t, nullable in q_fields])
+
+    events = spark.createDataFrame(
+        tagged.filter(lambda t: t[0] == "event").map(lambda t: tuple(t[1][n] for n, _, _ in ev_fields)), ev_schema)
+    quarantine = spark.createDataFrame(
+        tagged.filter(lambda t: t[0] == "quarantine").map(lambda t: tuple(t[1][n] for n, _, _ in q_fields)), q_schema)
+
+    micros = lambda c: F.timestamp_micros(F.col(c))  # noqa: E731
+    w = Window.partitionBy("event_id").orderBy("_source_timestamp", "_source_event_id")
+    kept = (events.withColumn("_rn", F.row_number().over(w)).filter("_rn = 1")
+            .withColumn("event_time", micros("event_time")).withColumn("ingest_time", micros("ingest_time"))
+            .select([n for n, _, _ in ev_fields if not n.startswith("_")])
+            .orderBy("event_type", "event_time", "event_id"))
+    (kept.write.mode("overwrite").option("compression", "zstd").parquet(a.events))
+    (quarantine.withColumn("source_timestamp", micros("source_timestamp"))
+     .orderBy("source_timestamp", "source_event_id", "raw", "reason", "detail")
+     .coalesce(1).write.mode("overwrite").option("compression", "zstd").parquet(a.quarantine))
+    spark.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""The Spark transform (tasks/transform/spark/bitacora_transform.py, real PySpark in local mode) and
+the Rust transform, on the same raw zone, produce the same `events` and `quarantine` rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import DAY, ROOT, run
+
+SCRIPT = ROOT / "tasks" / "transform" / "spark" / "bitacora_transform.py"
+
+
+def rows(paths, drop=()):
+    tables = [pq.read_table(p) for p in paths]
+    out = []
+    for t in tables:
+        for r in t.to_pylist():
+            for d in drop:
+                r.pop(d, None)
+            r.pop("dt", None)
+            out.append(r)
+    return out
+
+
+def key(r):
+    return json.dumps(r, sort_keys=True, default=str)
+
+
+@pytest.fixture(scope="module")
+def raw_day(tmp_path_factory):
+    base = tmp_path_factory.mktemp("spark")
+    logs, lake = base / "logs", base / "lake"
+    run("bitacora", "generate", "--date", DAY, "--events", "8000", "--out", str(logs), "--seed", "17")
+    spark_cfg = base / "spark.toml"
+    spark_cfg.write_text(
+        f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n[encryption]\nmode = "none"\n'
+        '[transform]\nengine = "glue"\nrows_per_file = 3000\n'
+    )
+    extract = json.loads(run("bitacora-extract", "--config", str(spark_cfg), "--date", DAY).stdout)
+    return {"base": base, "lake": lake, "logs": logs, "extract": extract, "spark_cfg": spark_cfg}
+
+
+def test_spark_mode_raw_zone_is_plain_gzip_ndjson(raw_day):
+    import gzip
+
+    lake = raw_day["lake"]
+    objects = sorted((lake / "raw" / f"dt={DAY}").glob("run=*/*"))
+    assert objects and all(o.name.endswith(".jsonl.gz") for o in objects)
+    lines = sum(len(gzip.open(o).read().splitlines()) for o in objects)
+    assert lines == raw_day["extract"]["selected"]
+
+
+def test_spark_and_rust_transforms_agree(raw_day):
+    base, lake = raw_day["base"], raw_day["lake"]
+    rust_cfg = base / "rust.toml"
+    rust_cfg.write_text(raw_day["spark_cfg"].read_text().replace('engine = "glue"', 'engine = "rust"'))
+    report = json.loads(run("bitacora-transform", "--config", str(rust_cfg), "--date", DAY).stdout)
+    manifest = json.loads((lake / "_manifests" / "transform" / f"dt={DAY}.json").read_text())
+    rust_events = rows([lake / f["path"] for f in manifest["outputs"]["events"]["files"]])
+    rust_quarantine = rows([lake / f["path"] for f in manifest["outputs"]["quarantine"]["files"]], drop=["detail"])
+    assert len(rust_events) == report["events"] and len(rust_quarantine) == report["quarantine"] > 0
+
+    raw_dir = next((lake / "raw" / f"dt={DAY}").glob("run=*"))
+    out = base / "spark-out"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_LOCAL_IP": "127.0.0.1"}
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--raw", str(raw_dir), "--events", str(out / "events"),
+         "--quarantine", str(out / "quarantine"), "--log-group", "/mobile/app"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    spark_events = rows(sorted((out / "events").glob("*.parquet")))
+    spark_quarantine = rows(sorted((out / "quarantine").glob("*.parquet")), drop=["detail"])
+
+    assert len(spark_events) == len(rust_events)
+    assert sorted(map(key, spark_events)) == sorted(map(key, rust_events))
+    assert sorted(map(key, spark_quarantine)) == sorted(map(key, rust_quarantine))
+    # Same schema, column for column.
+    rust_schema = pq.read_schema(lake / manifest["outputs"]["events"]["files"][0]["path"])
+    spark_schema = pq.read_schema(sorted((out / "events").glob("*.parquet"))[0])
+    assert [(f.name, str(f.type)) for f in spark_schema] == [(f.name, str(f.type)) for f in rust_schema]
+
+
+def test_rust_step_with_a_spark_engine_says_what_to_do(raw_day):
+    proc = run("bitacora-transform", "--config", str(raw_day["spark_cfg"]), "--date", DAY, check=False)
+    assert proc.returncode == 2
+    assert "transform.engine" in json.loads(proc.stdout)["error"]
+
+
+def test_spark_engine_refuses_client_side_encryption(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nmode = "envelope"\nkey_file = "{tmp_path / "k"}"\n[transform]\nengine = "emr-serverless"\n')
+    proc = run("bitacora-extract", "--config", str(cfg), "--date", DAY, check=False)
+    assert proc.returncode == 2
+    assert "encryption.mode" in json.loads(proc.stdout)["error"]
