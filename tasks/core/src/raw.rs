@@ -125,10 +125,10 @@ impl RawCodec {
             None => Sink::Plain(Vec::new()),
         };
         let compressor = if self.gzip {
-            Frames::Gzip(flate2::write::GzEncoder::new(
+            Frames::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::fast(),
-            ))
+            )))
         } else {
             Frames::Zstd(
                 zstd::bulk::Compressor::new(ZSTD_LEVEL)
@@ -207,7 +207,7 @@ fn kms_codec(_key_id: &str) -> Result<RawCodec> {
 /// How blocks of lines are compressed: zstd frames into the sink, or one gzip stream.
 enum Frames {
     Zstd(zstd::bulk::Compressor<'static>),
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzEncoder<Vec<u8>>>),
 }
 
 enum Sink {
