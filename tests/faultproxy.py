@@ -29,6 +29,8 @@ class FaultProxy:
         self.upstream = urlsplit(upstream)
         self.rules: list[tuple[Callable[[str, str, dict], bool], Rule]] = []
         self.counts: dict[int, int] = {}
+        # Called with (method, path, headers, body) before a request is forwarded.
+        self.hooks: list[Callable[[str, str, dict, bytes], None]] = []
         self.injected: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -43,6 +45,8 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 headers = {k: v for k, v in self.headers.items()}
+                for hook in list(proxy.hooks):
+                    hook(self.command, self.path, headers, body)
                 fault = proxy.decide(self.command, self.path, headers)
                 if fault == "drop":
                     self.close_connection = True

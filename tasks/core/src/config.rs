@@ -240,6 +240,10 @@ pub struct TransformConfig {
     /// With Spark the raw zone is written as gzip NDJSON (read natively by Spark and Athena) and
     /// must not be client-side encrypted (use `sse-kms`).
     pub engine: TransformEngine,
+    /// glue: the name of the Glue job that runs `bitacora_transform.py`.
+    pub glue_job: Option<String>,
+    /// glue: seconds between two polls of a job run (the wait grows to this from 2 s).
+    pub poll_max_secs: u64,
 }
 
 /// The engine of the transform step.
@@ -269,6 +273,8 @@ impl Default for TransformConfig {
             spill_dir: None,
             workers: 0,
             engine: TransformEngine::Rust,
+            glue_job: None,
+            poll_max_secs: 30,
         }
     }
 }

@@ -179,6 +179,16 @@ impl Lake {
         })
     }
 
+    /// Reads the bytes `range` of an object.
+    pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<Bytes> {
+        let path = ObjPath::from(rel);
+        block_on(self.store.get_range(&path, range)).map_err(|e| Error::Storage {
+            action: "read",
+            location: self.url_of(rel),
+            source: e,
+        })
+    }
+
     /// Reads an object, `None` when it does not exist.
     pub fn get_opt(&self, rel: &str) -> Result<Option<Bytes>> {
         match self.get(rel) {

@@ -14,6 +14,8 @@
 mod batch;
 mod dedup;
 mod output;
+#[cfg(feature = "aws")]
+mod spark;
 mod spill;
 
 use std::collections::BTreeMap;
@@ -22,7 +24,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use bitacora_core::config::worker_count;
+use bitacora_core::config::{TransformEngine, worker_count};
 use bitacora_core::lake::{Lake, layout};
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
 use bitacora_core::model::{Reason, Rejected};
@@ -93,6 +95,9 @@ pub struct TransformReport {
     pub spilled: bool,
     pub events_location: String,
     pub quarantine_location: String,
+    /// The Spark job run that transformed the day (`transform.engine = "glue"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spark_job_run: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -100,11 +105,23 @@ pub struct TransformReport {
 pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport> {
     let started = Instant::now();
     let day = params.date;
-    if config.transform.engine.is_spark() {
-        return Err(Error::config(
-            "transform.engine",
-            "submitting the Spark job to Glue / EMR Serverless is not built yet: run tasks/transform/spark/bitacora_transform.py with spark-submit, or set engine = \"rust\" (this process reads the Spark-mode raw zone too)",
-        ));
+    match config.transform.engine {
+        TransformEngine::Rust => {}
+        #[cfg(feature = "aws")]
+        TransformEngine::Glue => return spark::run_glue(config, params),
+        #[cfg(not(feature = "aws"))]
+        TransformEngine::Glue => {
+            return Err(Error::config(
+                "transform.engine",
+                "\"glue\" needs a build with the `aws` feature (cargo build --release --features aws)",
+            ));
+        }
+        TransformEngine::EmrServerless => {
+            return Err(Error::config(
+                "transform.engine",
+                "submitting to EMR Serverless is not built yet: use \"glue\", run tasks/transform/spark/bitacora_transform.py with spark-submit, or set engine = \"rust\" (this process reads the Spark-mode raw zone too)",
+            ));
+        }
     }
     let lake = Lake::from_config(config)?;
     // The raw zone's compression is read from each object, so a Spark-mode (gzip) raw zone works too.
@@ -291,6 +308,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         spilled: spill,
         events_location: lake.url_of(&events_dir),
         quarantine_location: lake.url_of(&quarantine_dir),
+        spark_job_run: None,
         duration_ms: started.elapsed().as_millis() as u64,
     };
     for (k, v) in [
@@ -318,7 +336,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
 
 /// The runs of `day` that the catalog's partitions point at. A table or partition not registered
 /// yet means none; any other catalog error fails the step (deleting a served run would be worse).
-fn cataloged_runs(config: &Config, lake: &Lake, day: Day) -> Result<Vec<String>> {
+pub(crate) fn cataloged_runs(config: &Config, lake: &Lake, day: Day) -> Result<Vec<String>> {
     let catalog = bitacora_catalog::open(config, lake)?;
     let db = &config.catalog.database;
     let mut runs = Vec::new();

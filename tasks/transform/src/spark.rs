@@ -1,0 +1,242 @@
+//! The transform on Apache Spark through AWS Glue (feature `aws`, `transform.engine = "glue"`).
+//!
+//! The step starts a run of the Glue job `transform.glue_job` (which runs
+//! `tasks/transform/spark/bitacora_transform.py`) with the day's raw run and this run's output
+//! folders as arguments, polls it with backoff to a terminal state, then reads the row counts from
+//! the footers of the Parquet files the job wrote and publishes them with a manifest, exactly as the
+//! Rust transform does — so the catalog step, queries and re-runs work the same way.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use arrow::array::AsArray;
+use aws_sdk_glue::Client;
+use aws_sdk_glue::types::JobRunState;
+use bitacora_core::aws::{sdk_config, sdk_error};
+use bitacora_core::lake::{Lake, layout};
+use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
+use bitacora_core::runtime::block_on;
+use bitacora_core::schema::{EVENTS_TABLE, QUARANTINE_TABLE};
+use bitacora_core::{Config, Error, Result};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use crate::{STEP, TransformParams, TransformReport, cataloged_runs};
+
+pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformReport> {
+    let started = Instant::now();
+    let day = params.date;
+    let tc = &config.transform;
+    let job = tc.glue_job.as_deref().filter(|j| !j.is_empty()).ok_or_else(|| {
+        Error::config(
+            "transform.glue_job",
+            "required when transform.engine = \"glue\" (the Glue job running bitacora_transform.py)",
+        )
+    })?;
+    let lake = Lake::from_config(config)?;
+    let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
+            lake.root()
+        ))
+    })?;
+    let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    if raw_out.files.iter().any(|f| !f.path.ends_with(".jsonl.gz")) {
+        return Err(Error::config(
+            "transform.engine",
+            format!(
+                "the raw run {} of {day} was not written for Spark (gzip NDJSON): re-run the extract with this configuration",
+                raw.run_id
+            ),
+        ));
+    }
+    let run_id = layout::new_run_id();
+    let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
+    let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
+    let arguments: HashMap<String, String> = [
+        ("--raw", lake.url_of(&raw_out.location)),
+        ("--events", lake.url_of(&events_dir)),
+        ("--quarantine", lake.url_of(&quarantine_dir)),
+        ("--log-group", config.source.log_group.clone()),
+        ("--max-record-bytes", tc.max_record_bytes.to_string()),
+        ("--date", day.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+
+    let client = Client::new(&sdk_config());
+    let started_run = block_on(
+        client
+            .start_job_run()
+            .job_name(job)
+            .set_arguments(Some(arguments))
+            .send(),
+    )
+    .map_err(|e| sdk_error("glue", "StartJobRun", e))?;
+    let job_run = started_run
+        .job_run_id()
+        .ok_or_else(|| Error::Aws {
+            service: "glue",
+            operation: "StartJobRun",
+            message: "no job run id returned".into(),
+        })?
+        .to_string();
+    tracing::info!("transform {day}: Glue job {job} run {job_run} started");
+    wait(
+        &client,
+        job,
+        &job_run,
+        Duration::from_secs(tc.poll_max_secs.max(1)),
+    )?;
+
+    // What the job wrote, counted from the Parquet footers.
+    let events_files = parquet_files(&lake, &events_dir)?;
+    let quarantine_files = parquet_files(&lake, &quarantine_dir)?;
+    let events: u64 = events_files.iter().map(|f| f.rows).sum();
+    let quarantined: u64 = quarantine_files.iter().map(|f| f.rows).sum();
+    let read = raw_out.rows;
+    if read > 0 && events + quarantined == 0 {
+        return Err(Error::Invariant(format!(
+            "Glue job {job} run {job_run} succeeded but wrote no rows under {} for the {read} records of {day}",
+            lake.url_of(&events_dir)
+        )));
+    }
+    let duplicates = read.checked_sub(events + quarantined).ok_or_else(|| {
+        Error::Invariant(format!(
+            "events + quarantine > read for {day}: {events} + {quarantined} > {read} (Glue job run {job_run})"
+        ))
+    })?;
+    let mut reasons = BTreeMap::new();
+    for f in &quarantine_files {
+        let bytes = lake.get(&f.path)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| Error::external(format!("read {}", lake.url_of(&f.path)), e))?;
+        for batch in reader {
+            let batch =
+                batch.map_err(|e| Error::external(format!("read {}", lake.url_of(&f.path)), e))?;
+            if let Some(col) = batch.column_by_name("reason") {
+                for v in col.as_string::<i32>().iter().flatten() {
+                    *reasons.entry(v.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+    }
+
+    let previous = Manifest::load_previous(&lake, STEP, day);
+    let mut manifest = Manifest::new(STEP, day, &run_id);
+    let ev_out = TableOutput::new(events_dir.clone(), events_files);
+    let q_out = TableOutput::new(quarantine_dir.clone(), quarantine_files);
+    let report = TransformReport {
+        step: STEP,
+        status: "ok",
+        date: day,
+        run_id: run_id.clone(),
+        raw_run_id: raw.run_id.clone(),
+        raw_objects: raw_out.files.len() as u64,
+        read,
+        events,
+        quarantine: quarantined,
+        duplicates,
+        invariant: format!("{events} + {quarantined} + {duplicates} = {read}"),
+        quarantine_reasons: reasons,
+        files: (ev_out.files.len() + q_out.files.len()) as u64,
+        bytes: ev_out.bytes + q_out.bytes,
+        buckets: 0,
+        spilled: false,
+        events_location: lake.url_of(&events_dir),
+        quarantine_location: lake.url_of(&quarantine_dir),
+        spark_job_run: Some(job_run),
+        duration_ms: 0,
+    };
+    for (k, v) in [
+        ("read", read),
+        ("events", events),
+        ("quarantine", quarantined),
+        ("duplicates", duplicates),
+    ] {
+        manifest.stats.insert(k.into(), v);
+    }
+    manifest.inputs.insert("extract".into(), raw.run_id.clone());
+    manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
+    manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
+    let mut keep: Vec<String> = previous.iter().map(|p| p.run_id.clone()).collect();
+    keep.extend(cataloged_runs(config, &lake, day)?);
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    manifest.publish(&lake, &keep)?;
+    Ok(TransformReport {
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..report
+    })
+}
+
+/// Polls a job run until it ends; its error message when it does not succeed.
+fn wait(client: &Client, job: &str, run: &str, max_delay: Duration) -> Result<()> {
+    let mut delay = Duration::from_secs(2).min(max_delay);
+    loop {
+        let out = block_on(client.get_job_run().job_name(job).run_id(run).send())
+            .map_err(|e| sdk_error("glue", "GetJobRun", e))?;
+        let jr = out.job_run();
+        match jr.and_then(|r| r.job_run_state()) {
+            Some(JobRunState::Succeeded) => return Ok(()),
+            Some(
+                state @ (JobRunState::Failed
+                | JobRunState::Error
+                | JobRunState::Timeout
+                | JobRunState::Stopped
+                | JobRunState::Expired),
+            ) => {
+                return Err(Error::Aws {
+                    service: "glue",
+                    operation: "JobRun",
+                    message: format!(
+                        "job {job} run {run} {}: {}",
+                        state.as_str(),
+                        jr.and_then(|r| r.error_message())
+                            .unwrap_or("no error message")
+                    ),
+                });
+            }
+            _ => {}
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(max_delay);
+    }
+}
+
+/// The Parquet files under `dir` (Spark's `_SUCCESS` and the like are skipped), with the row
+/// counts of their footers.
+fn parquet_files(lake: &Lake, dir: &str) -> Result<Vec<FileEntry>> {
+    let mut out = Vec::new();
+    for obj in lake.list(dir)? {
+        if !obj.path.ends_with(".parquet") {
+            continue;
+        }
+        let bad = |m: String| Error::Metadata {
+            what: "Parquet file",
+            location: lake.url_of(&obj.path),
+            message: m,
+        };
+        if obj.size < 12 {
+            return Err(bad("too short to be Parquet".into()));
+        }
+        let tail = lake.get_range(&obj.path, obj.size - 8..obj.size)?;
+        if &tail[4..] != b"PAR1" {
+            return Err(bad("no Parquet footer".into()));
+        }
+        let len = u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) as u64;
+        if len + 8 > obj.size {
+            return Err(bad("footer longer than the file".into()));
+        }
+        let footer = lake.get_range(&obj.path, obj.size - 8 - len..obj.size - 8)?;
+        let meta = ParquetMetaDataReader::decode_metadata(&footer)
+            .map_err(|e| bad(format!("unreadable footer: {e}")))?;
+        out.push(FileEntry {
+            path: obj.path.clone(),
+            rows: meta.file_metadata().num_rows().max(0) as u64,
+            bytes: obj.size,
+        });
+    }
+    Ok(out)
+}
