@@ -147,3 +147,40 @@ def test_glue_engine_needs_a_job(raw_day, tmp_path):
     proc = run("bitacora-transform", "--config", str(raw_day["spark_cfg"]), "--date", DAY, check=False)
     assert proc.returncode == 2
     assert "transform.glue_job" in json.loads(proc.stdout)["error"]
+
+
+def test_emr_serverless_engine_submits_the_job(aws, raw_day, tmp_path):
+    """`transform.engine = "emr-serverless"`: the same path through an EMR Serverless application;
+    the hook runs the script with the job's entry-point arguments, as EMR would."""
+    from faultproxy import FaultProxy
+
+    emr = aws["client"]("emr-serverless")
+    app = emr.create_application(name="bitacora", releaseLabel="emr-7.0.0", type="SPARK")["applicationId"]
+    proxy = FaultProxy(aws["env"]["AWS_ENDPOINT_URL"])
+    submitted = []
+
+    def run_like_emr(method, path, headers, body):
+        if method != "POST" or not path.rstrip("/").endswith("/jobruns"):
+            return
+        spark = json.loads(body)["jobDriver"]["sparkSubmit"]
+        submitted.append(spark)
+        env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+               "SPARK_LOCAL_IP": "127.0.0.1"}
+        subprocess.run([sys.executable, str(SCRIPT), *spark["entryPointArguments"]], check=True,
+                       capture_output=True, env=env, timeout=600)
+
+    proxy.hooks.append(run_like_emr)
+    try:
+        cfg = tmp_path / "emr.toml"
+        cfg.write_text(
+            raw_day["spark_cfg"].read_text().replace('engine = "glue"', 'engine = "emr-serverless"')
+            + f'emr_application_id = "{app}"\nemr_execution_role = "arn:aws:iam::123456789012:role/emr"\n'
+            'script_location = "s3://code/bitacora_transform.py"\npoll_max_secs = 1\n'
+        )
+        report = json.loads(run("bitacora-transform", "--config", str(cfg), "--date", DAY, env={"AWS_ENDPOINT_URL": proxy.url}).stdout)
+    finally:
+        proxy.close()
+    assert len(submitted) == 1 and submitted[0]["entryPoint"] == "s3://code/bitacora_transform.py"
+    assert report["spark_job_run"]
+    assert report["events"] + report["quarantine"] + report["duplicates"] == report["read"] == raw_day["extract"]["selected"]
+    assert report["events"] > 0

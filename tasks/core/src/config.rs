@@ -242,7 +242,13 @@ pub struct TransformConfig {
     pub engine: TransformEngine,
     /// glue: the name of the Glue job that runs `bitacora_transform.py`.
     pub glue_job: Option<String>,
-    /// glue: seconds between two polls of a job run (the wait grows to this from 2 s).
+    /// emr-serverless: the application that runs the job.
+    pub emr_application_id: Option<String>,
+    /// emr-serverless: the IAM role the job runs as.
+    pub emr_execution_role: Option<String>,
+    /// emr-serverless: `s3://…/bitacora_transform.py`, the job's entry point.
+    pub script_location: Option<String>,
+    /// glue, emr-serverless: seconds between two polls of a job run (grows to this from 2 s).
     pub poll_max_secs: u64,
 }
 
@@ -274,6 +280,9 @@ impl Default for TransformConfig {
             workers: 0,
             engine: TransformEngine::Rust,
             glue_job: None,
+            emr_application_id: None,
+            emr_execution_role: None,
+            script_location: None,
             poll_max_secs: 30,
         }
     }

@@ -108,18 +108,14 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     match config.transform.engine {
         TransformEngine::Rust => {}
         #[cfg(feature = "aws")]
-        TransformEngine::Glue => return spark::run_glue(config, params),
-        #[cfg(not(feature = "aws"))]
-        TransformEngine::Glue => {
-            return Err(Error::config(
-                "transform.engine",
-                "\"glue\" needs a build with the `aws` feature (cargo build --release --features aws)",
-            ));
+        TransformEngine::Glue | TransformEngine::EmrServerless => {
+            return spark::run_spark(config, params);
         }
-        TransformEngine::EmrServerless => {
+        #[cfg(not(feature = "aws"))]
+        TransformEngine::Glue | TransformEngine::EmrServerless => {
             return Err(Error::config(
                 "transform.engine",
-                "submitting to EMR Serverless is not built yet: use \"glue\", run tasks/transform/spark/bitacora_transform.py with spark-submit, or set engine = \"rust\" (this process reads the Spark-mode raw zone too)",
+                "Spark engines need a build with the `aws` feature (cargo build --release --features aws)",
             ));
         }
     }

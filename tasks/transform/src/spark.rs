@@ -1,8 +1,10 @@
-//! The transform on Apache Spark through AWS Glue (feature `aws`, `transform.engine = "glue"`).
+//! The transform on Apache Spark (feature `aws`): AWS Glue (`transform.engine = "glue"`) or EMR
+//! Serverless (`"emr-serverless"`).
 //!
-//! The step starts a run of the Glue job `transform.glue_job` (which runs
-//! `tasks/transform/spark/bitacora_transform.py`) with the day's raw run and this run's output
-//! folders as arguments, polls it with backoff to a terminal state, then reads the row counts from
+//! The step starts a run of the Glue job `transform.glue_job`, or a job of the EMR Serverless
+//! application `transform.emr_application_id` with `transform.script_location` as entry point —
+//! both run `tasks/transform/spark/bitacora_transform.py` — with the day's raw run and this run's
+//! output folders as arguments, polls it with backoff to a terminal state, then reads the row counts from
 //! the footers of the Parquet files the job wrote and publishes them with a manifest, exactly as the
 //! Rust transform does — so the catalog step, queries and re-runs work the same way.
 
@@ -13,6 +15,7 @@ use arrow::array::AsArray;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::JobRunState;
 use bitacora_core::aws::{sdk_config, sdk_error};
+use bitacora_core::config::TransformEngine;
 use bitacora_core::lake::{Lake, layout};
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
 use bitacora_core::runtime::block_on;
@@ -23,16 +26,190 @@ use parquet::file::metadata::ParquetMetaDataReader;
 
 use crate::{STEP, TransformParams, TransformReport, cataloged_runs};
 
-pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformReport> {
+/// Where the Spark job runs.
+enum Backend {
+    Glue {
+        client: Client,
+        job: String,
+    },
+    EmrServerless {
+        client: aws_sdk_emrserverless::Client,
+        application: String,
+        role: String,
+        script: String,
+    },
+}
+
+fn required(key: &'static str, value: &Option<String>, why: &str) -> Result<String> {
+    value
+        .clone()
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::config(key, format!("required when {why}")))
+}
+
+impl Backend {
+    fn from_config(config: &Config) -> Result<Backend> {
+        let tc = &config.transform;
+        Ok(match tc.engine {
+            TransformEngine::EmrServerless => {
+                let why = "transform.engine = \"emr-serverless\"";
+                Backend::EmrServerless {
+                    client: aws_sdk_emrserverless::Client::new(&sdk_config()),
+                    application: required(
+                        "transform.emr_application_id",
+                        &tc.emr_application_id,
+                        why,
+                    )?,
+                    role: required("transform.emr_execution_role", &tc.emr_execution_role, why)?,
+                    script: required("transform.script_location", &tc.script_location, why)?,
+                }
+            }
+            _ => Backend::Glue {
+                client: Client::new(&sdk_config()),
+                job: required(
+                    "transform.glue_job",
+                    &tc.glue_job,
+                    "transform.engine = \"glue\" (the Glue job running bitacora_transform.py)",
+                )?,
+            },
+        })
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Backend::Glue { job, .. } => format!("Glue job {job}"),
+            Backend::EmrServerless { application, .. } => {
+                format!("EMR Serverless application {application}")
+            }
+        }
+    }
+
+    /// Starts the job with `args` (`--name value` pairs); returns the run id.
+    fn start(&self, args: &[(String, String)]) -> Result<String> {
+        match self {
+            Backend::Glue { client, job } => {
+                let map: HashMap<String, String> = args.iter().cloned().collect();
+                let out = block_on(
+                    client
+                        .start_job_run()
+                        .job_name(job)
+                        .set_arguments(Some(map))
+                        .send(),
+                )
+                .map_err(|e| sdk_error("glue", "StartJobRun", e))?;
+                out.job_run_id()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Aws {
+                        service: "glue",
+                        operation: "StartJobRun",
+                        message: "no job run id returned".into(),
+                    })
+            }
+            Backend::EmrServerless {
+                client,
+                application,
+                role,
+                script,
+            } => {
+                use aws_sdk_emrserverless::types::{JobDriver, SparkSubmit};
+                let flat: Vec<String> = args
+                    .iter()
+                    .flat_map(|(k, v)| [k.clone(), v.clone()])
+                    .collect();
+                let submit = SparkSubmit::builder()
+                    .entry_point(script)
+                    .set_entry_point_arguments(Some(flat))
+                    .build()
+                    .map_err(|e| sdk_error("emr-serverless", "StartJobRun", e))?;
+                let token = args
+                    .iter()
+                    .find(|(k, _)| k == "--events")
+                    .map(|(_, v)| format!("{:016x}", xxhash_rust::xxh3::xxh3_64(v.as_bytes())))
+                    .unwrap_or_default();
+                let out = block_on(
+                    client
+                        .start_job_run()
+                        .application_id(application)
+                        .execution_role_arn(role)
+                        .client_token(token)
+                        .name("bitacora-transform")
+                        .job_driver(JobDriver::SparkSubmit(submit))
+                        .send(),
+                )
+                .map_err(|e| sdk_error("emr-serverless", "StartJobRun", e))?;
+                Ok(out.job_run_id().to_string())
+            }
+        }
+    }
+
+    /// `Ok(true)` when the run succeeded, `Ok(false)` while it runs, the reason when it failed.
+    fn poll(&self, run: &str) -> Result<bool> {
+        match self {
+            Backend::Glue { client, job } => {
+                let out = block_on(client.get_job_run().job_name(job).run_id(run).send())
+                    .map_err(|e| sdk_error("glue", "GetJobRun", e))?;
+                let jr = out.job_run();
+                match jr.and_then(|r| r.job_run_state()) {
+                    Some(JobRunState::Succeeded) => Ok(true),
+                    Some(
+                        state @ (JobRunState::Failed
+                        | JobRunState::Error
+                        | JobRunState::Timeout
+                        | JobRunState::Stopped
+                        | JobRunState::Expired),
+                    ) => Err(Error::Aws {
+                        service: "glue",
+                        operation: "JobRun",
+                        message: format!(
+                            "job {job} run {run} {}: {}",
+                            state.as_str(),
+                            jr.and_then(|r| r.error_message())
+                                .unwrap_or("no error message")
+                        ),
+                    }),
+                    _ => Ok(false),
+                }
+            }
+            Backend::EmrServerless {
+                client,
+                application,
+                ..
+            } => {
+                use aws_sdk_emrserverless::types::JobRunState as S;
+                let out = block_on(
+                    client
+                        .get_job_run()
+                        .application_id(application)
+                        .job_run_id(run)
+                        .send(),
+                )
+                .map_err(|e| sdk_error("emr-serverless", "GetJobRun", e))?;
+                let jr = out.job_run();
+                match jr.map(|r| r.state()) {
+                    Some(S::Success) => Ok(true),
+                    Some(state @ (S::Failed | S::Cancelled)) => Err(Error::Aws {
+                        service: "emr-serverless",
+                        operation: "JobRun",
+                        message: format!(
+                            "application {application} run {run} {}: {}",
+                            state.as_str(),
+                            jr.map(|r| r.state_details())
+                                .filter(|d| !d.is_empty())
+                                .unwrap_or("no details")
+                        ),
+                    }),
+                    _ => Ok(false),
+                }
+            }
+        }
+    }
+}
+
+pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformReport> {
     let started = Instant::now();
     let day = params.date;
     let tc = &config.transform;
-    let job = tc.glue_job.as_deref().filter(|j| !j.is_empty()).ok_or_else(|| {
-        Error::config(
-            "transform.glue_job",
-            "required when transform.engine = \"glue\" (the Glue job running bitacora_transform.py)",
-        )
-    })?;
+    let backend = Backend::from_config(config)?;
     let lake = Lake::from_config(config)?;
     let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
         Error::NotFound(format!(
@@ -53,7 +230,7 @@ pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformRe
     let run_id = layout::new_run_id();
     let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
     let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
-    let arguments: HashMap<String, String> = [
+    let arguments: Vec<(String, String)> = [
         ("--raw", lake.url_of(&raw_out.location)),
         ("--events", lake.url_of(&events_dir)),
         ("--quarantine", lake.url_of(&quarantine_dir)),
@@ -65,30 +242,15 @@ pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformRe
     .map(|(k, v)| (k.to_string(), v))
     .collect();
 
-    let client = Client::new(&sdk_config());
-    let started_run = block_on(
-        client
-            .start_job_run()
-            .job_name(job)
-            .set_arguments(Some(arguments))
-            .send(),
-    )
-    .map_err(|e| sdk_error("glue", "StartJobRun", e))?;
-    let job_run = started_run
-        .job_run_id()
-        .ok_or_else(|| Error::Aws {
-            service: "glue",
-            operation: "StartJobRun",
-            message: "no job run id returned".into(),
-        })?
-        .to_string();
-    tracing::info!("transform {day}: Glue job {job} run {job_run} started");
-    wait(
-        &client,
-        job,
-        &job_run,
-        Duration::from_secs(tc.poll_max_secs.max(1)),
-    )?;
+    let job_run = backend.start(&arguments)?;
+    let job = backend.describe();
+    tracing::info!("transform {day}: {job} run {job_run} started");
+    let max_delay = Duration::from_secs(tc.poll_max_secs.max(1));
+    let mut delay = Duration::from_secs(2).min(max_delay);
+    while !backend.poll(&job_run)? {
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(max_delay);
+    }
 
     // What the job wrote, counted from the Parquet footers.
     let events_files = parquet_files(&lake, &events_dir)?;
@@ -98,13 +260,13 @@ pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformRe
     let read = raw_out.rows;
     if read > 0 && events + quarantined == 0 {
         return Err(Error::Invariant(format!(
-            "Glue job {job} run {job_run} succeeded but wrote no rows under {} for the {read} records of {day}",
+            "{job} run {job_run} succeeded but wrote no rows under {} for the {read} records of {day}",
             lake.url_of(&events_dir)
         )));
     }
     let duplicates = read.checked_sub(events + quarantined).ok_or_else(|| {
         Error::Invariant(format!(
-            "events + quarantine > read for {day}: {events} + {quarantined} > {read} (Glue job run {job_run})"
+            "events + quarantine > read for {day}: {events} + {quarantined} > {read} ({job} run {job_run})"
         ))
     })?;
     let mut reasons = BTreeMap::new();
@@ -169,40 +331,6 @@ pub fn run_glue(config: &Config, params: &TransformParams) -> Result<TransformRe
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
     })
-}
-
-/// Polls a job run until it ends; its error message when it does not succeed.
-fn wait(client: &Client, job: &str, run: &str, max_delay: Duration) -> Result<()> {
-    let mut delay = Duration::from_secs(2).min(max_delay);
-    loop {
-        let out = block_on(client.get_job_run().job_name(job).run_id(run).send())
-            .map_err(|e| sdk_error("glue", "GetJobRun", e))?;
-        let jr = out.job_run();
-        match jr.and_then(|r| r.job_run_state()) {
-            Some(JobRunState::Succeeded) => return Ok(()),
-            Some(
-                state @ (JobRunState::Failed
-                | JobRunState::Error
-                | JobRunState::Timeout
-                | JobRunState::Stopped
-                | JobRunState::Expired),
-            ) => {
-                return Err(Error::Aws {
-                    service: "glue",
-                    operation: "JobRun",
-                    message: format!(
-                        "job {job} run {run} {}: {}",
-                        state.as_str(),
-                        jr.and_then(|r| r.error_message())
-                            .unwrap_or("no error message")
-                    ),
-                });
-            }
-            _ => {}
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(max_delay);
-    }
 }
 
 /// The Parquet files under `dir` (Spark's `_SUCCESS` and the like are skipped), with the row
