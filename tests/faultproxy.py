@@ -31,6 +31,9 @@ class FaultProxy:
         self.counts: dict[int, int] = {}
         # Called with (method, path, headers, body) before a request is forwarded.
         self.hooks: list[Callable[[str, str, dict, bytes], None]] = []
+        # Called with (method, path, headers, body, forward); may answer in place of the endpoint
+        # (status, headers, body), using forward(body) -> (status, headers, body) to ask it.
+        self.rewriters: list[Callable] = []
         self.injected: list[str] = []
         self.lock = threading.Lock()
         proxy = self
@@ -64,19 +67,30 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(data)
                     return
-                conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
-                conn.request(self.command, self.path, body=body, headers=headers)
-                resp = conn.getresponse()
-                data = resp.read()
-                self.send_response(resp.status)
-                for k, v in resp.getheaders():
+                def forward(payload: bytes):
+                    conn = http.client.HTTPConnection(proxy.upstream.hostname, proxy.upstream.port, timeout=60)
+                    h = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+                    h["Content-Length"] = str(len(payload))
+                    conn.request(self.command, self.path, body=payload, headers=h)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    conn.close()
+                    return resp.status, resp.getheaders(), data
+
+                answer = None
+                for rewrite in list(proxy.rewriters):
+                    answer = rewrite(self.command, self.path, headers, body, forward)
+                    if answer is not None:
+                        break
+                status, rheaders, data = answer if answer is not None else forward(body)
+                self.send_response(status)
+                for k, v in rheaders:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
-                conn.close()
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

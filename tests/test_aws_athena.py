@@ -70,3 +70,40 @@ def test_athena_refuses_writes_before_calling_aws(aws, tmp_path):
         assert "read-only" in json.loads(proc.stdout)["error"]
     executions = aws["client"]("athena").list_query_executions()["QueryExecutionIds"]
     assert executions == []
+
+
+def test_athena_results_are_read_page_by_page(aws, tmp_path):
+    """Athena returns at most 1,000 rows a page: a proxy splits the seeded result into pages of two
+    rows, with NextToken, and every row must come back once, in order, with the header only once."""
+    from faultproxy import FaultProxy
+
+    endpoint = aws["env"]["AWS_ENDPOINT_URL"]
+    many = [[f"2026-11-{d:02d}", str(d * 10), str(d), "0.5", "true", f"2026-11-{d:02d}", f"2026-11-{d:02d} 00:00:00", "1.00"] for d in range(1, 8)]
+    seed(endpoint, many)
+    proxy = FaultProxy(endpoint)
+    pages = []
+
+    def paginate(method, path, headers, body, forward):
+        if "AmazonAthena.GetQueryResults" not in (headers.get("X-Amz-Target") or headers.get("x-amz-target") or ""):
+            return None
+        req = json.loads(body)
+        status, rheaders, data = forward(json.dumps({k: v for k, v in req.items() if k != "NextToken"}).encode())
+        full = json.loads(data)
+        rows = full["ResultSet"]["Rows"]
+        start = int(req.get("NextToken") or 0)
+        size = 3 if start == 0 else 2  # the header rides in the first page
+        page = dict(full)
+        page["ResultSet"] = dict(full["ResultSet"], Rows=rows[start : start + size])
+        if start + size < len(rows):
+            page["NextToken"] = str(start + size)
+        pages.append(start)
+        return status, rheaders, json.dumps(page).encode()
+
+    proxy.rewriters.append(paginate)
+    try:
+        out = json.loads(run("bitacora-query", "--config", str(config(tmp_path)), "--format", "json",
+                             "SELECT * FROM events", env={"AWS_ENDPOINT_URL": proxy.url}).stdout)
+    finally:
+        proxy.close()
+    assert len(pages) == 4, pages
+    assert [r["events"] for r in out] == [d * 10 for d in range(1, 8)]
