@@ -98,3 +98,45 @@ def test_persistent_faults_fail_cleanly_and_keep_the_partition(aws, proxy, tmp_p
     assert GROUP in err and "ThrottlingException" in err, err
     proxy.clear()
     assert dau(cfg) == before
+
+
+def test_a_run_published_meanwhile_makes_the_later_one_fail_cleanly(aws, proxy, tmp_path):
+    """Two runs of one day at once: S3 conditional writes let only the first publish; the later
+    one fails, removes its own files, and the first one's partition stays as published."""
+    logs = tmp_path / "logs"
+    run("bitacora", "generate", "--date", DAY, "--events", "1500", "--out", str(logs), "--seed", "9")
+    put_day(aws["client"]("logs"), logs)
+    s3 = aws["client"]("s3")
+    s3.create_bucket(Bucket="lake")
+    cfg = config(tmp_path, "prod")
+    steps(cfg, None)
+    before = dau(cfg)
+    key = f"prod/_manifests/transform/dt={DAY}.json"
+
+    def other_run_publishes_first(method, path, headers, body):
+        from urllib.parse import unquote
+
+        if method == "PUT" and unquote(path.split("?")[0]).endswith(f"/lake/{key}"):
+            # Another run of the day publishes first (here: the same run, re-stamped: a new version).
+            current = json.loads(s3.get_object(Bucket="lake", Key=key)["Body"].read())
+            current["created_at"] = "2099-01-01T00:00:00.000Z"
+            s3.put_object(Bucket="lake", Key=key, Body=json.dumps(current).encode())
+
+    proxy.hooks.append(other_run_publishes_first)
+    proc = run("bitacora-transform", "--config", str(cfg), "--date", DAY, env={"AWS_ENDPOINT_URL": proxy.url}, check=False)
+    proxy.hooks.clear()
+    assert proc.returncode == 1, proc.stdout
+    err = json.loads(proc.stdout)["error"]
+    assert "another run of transform" in err, err
+    # The losing run left nothing behind; the published run is intact and still answers.
+    manifest = json.loads(s3.get_object(Bucket="lake", Key=key)["Body"].read())
+    runs = {k.split("/run=")[1].split("/")[0] for k in all_keys(s3, f"prod/events/dt={DAY}/")}
+    assert runs == {manifest["run_id"]}, runs
+    assert dau(cfg) == before
+
+
+def all_keys(s3, prefix):
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="lake", Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys

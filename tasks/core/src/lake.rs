@@ -19,7 +19,9 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart,
+};
 use url::Url;
 
 use crate::config::{Config, EncryptionMode, LakeConfig};
@@ -177,6 +179,65 @@ impl Lake {
             location: self.url_of(rel),
             source: e,
         })
+    }
+
+    /// Whether writes can be made conditional on the current version of an object (cloud lakes).
+    pub fn supports_conditional_writes(&self) -> bool {
+        self.bucket.is_some()
+    }
+
+    /// Reads an object with its version (`None` when it does not exist).
+    pub fn get_versioned(&self, rel: &str) -> Result<Option<(Bytes, UpdateVersion)>> {
+        let path = ObjPath::from(rel);
+        let got = block_on(async {
+            let r = self.store.get(&path).await?;
+            let version = UpdateVersion {
+                e_tag: r.meta.e_tag.clone(),
+                version: r.meta.version.clone(),
+            };
+            Ok::<_, object_store::Error>((r.bytes().await?, version))
+        });
+        match got {
+            Ok(v) => Ok(Some(v)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::Storage {
+                action: "read",
+                location: self.url_of(rel),
+                source: e,
+            }),
+        }
+    }
+
+    /// Writes an object only if it is still as expected: absent (`None`), or at `Some(version)`.
+    /// `Ok(false)` when someone else changed it first.
+    pub fn put_if(
+        &self,
+        rel: &str,
+        bytes: impl Into<Bytes>,
+        expected: Option<UpdateVersion>,
+    ) -> Result<bool> {
+        let path = ObjPath::from(rel);
+        let mode = match expected {
+            None => PutMode::Create,
+            Some(v) => PutMode::Update(v),
+        };
+        let opts = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match block_on(
+            self.store
+                .put_opts(&path, PutPayload::from(bytes.into()), opts),
+        ) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::Precondition { .. })
+            | Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(Error::Storage {
+                action: "write",
+                location: self.url_of(rel),
+                source: e,
+            }),
+        }
     }
 
     /// Reads the bytes `range` of an object.

@@ -44,6 +44,30 @@ impl TableOutput {
     }
 }
 
+/// What a run found published when it started, and how its own publication must find it.
+#[derive(Debug, Clone)]
+pub struct Previous {
+    pub manifest: Option<Manifest>,
+    expect: Expect,
+}
+
+impl Previous {
+    /// The run id of the replaced manifest, if any.
+    pub fn run_id(&self) -> Option<&str> {
+        self.manifest.as_ref().map(|m| m.run_id.as_str())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Expect {
+    /// Local lakes: overwrite (one machine; see the README).
+    Any,
+    /// No manifest yet: create it only if still absent.
+    Absent,
+    /// Replace it only if still at this version.
+    Version(object_store::UpdateVersion),
+}
+
 /// The manifest of one step for one day.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -88,22 +112,73 @@ impl Manifest {
             })
     }
 
-    /// The published manifest that a new run replaces. An unreadable one is replaced too (with a
-    /// warning) instead of blocking every future run of the day.
-    pub fn load_previous(lake: &Lake, step: &str, date: Day) -> Option<Manifest> {
-        Self::load(lake, step, date).unwrap_or_else(|e| {
-            tracing::warn!("{e}: it will be replaced");
-            None
-        })
+    /// The published manifest that a new run replaces, read when the run starts. An unreadable one
+    /// is replaced too (with a warning) instead of blocking every future run of the day.
+    pub fn load_previous(lake: &Lake, step: &str, date: Day) -> Previous {
+        let path = layout::manifest(step, date);
+        if lake.supports_conditional_writes() {
+            match lake.get_versioned(&path) {
+                Ok(None) => {
+                    return Previous {
+                        manifest: None,
+                        expect: Expect::Absent,
+                    };
+                }
+                Ok(Some((bytes, version))) => {
+                    return Previous {
+                        manifest: serde_json::from_slice(&bytes)
+                            .map_err(|e| {
+                                tracing::warn!(
+                                    "manifest {} unreadable ({e}): it will be replaced",
+                                    lake.url_of(&path)
+                                )
+                            })
+                            .ok(),
+                        expect: Expect::Version(version),
+                    };
+                }
+                Err(e) => tracing::warn!("{e}: it will be replaced"),
+            }
+        }
+        Previous {
+            manifest: Self::load(lake, step, date).unwrap_or_else(|e| {
+                tracing::warn!("{e}: it will be replaced");
+                None
+            }),
+            expect: Expect::Any,
+        }
     }
 
-    /// Publishes this manifest (atomically replacing the previous one), then removes the run
-    /// folders of its tables for this day except its own and `keep` (the run it replaces, runs a
-    /// catalog still serves). Orphans of killed runs go with them.
-    pub fn publish(&self, lake: &Lake, keep: &[&str]) -> Result<()> {
+    /// Publishes this manifest in place of `previous` — on cloud lakes only if no other run of the
+    /// step published for the day since `previous` was read (S3 conditional writes): the later of
+    /// two concurrent runs fails cleanly and removes its own files. Then removes the run folders
+    /// of its tables for this day except its own and `keep` (the run it replaces, runs a catalog
+    /// still serves). Orphans of killed runs go with them.
+    pub fn publish(&self, lake: &Lake, keep: &[&str], previous: &Previous) -> Result<()> {
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| Error::external("encode manifest", e))?;
-        lake.put(&layout::manifest(&self.step, self.date), body)?;
+        let path = layout::manifest(&self.step, self.date);
+        let published = match &previous.expect {
+            Expect::Any => {
+                lake.put(&path, body)?;
+                true
+            }
+            Expect::Absent => lake.put_if(&path, body, None)?,
+            Expect::Version(v) => lake.put_if(&path, body, Some(v.clone()))?,
+        };
+        if !published {
+            for out in self.outputs.values() {
+                let _ = lake.delete_prefix(&out.location);
+            }
+            return Err(Error::Metadata {
+                what: "manifest",
+                location: lake.url_of(&path),
+                message: format!(
+                    "another run of {} for {} was published while run {} was working; this run's files were removed — re-run the step if needed",
+                    self.step, self.date, self.run_id
+                ),
+            });
+        }
         for table in self.outputs.keys() {
             let dir = layout::partition_dir(table, self.date);
             for run in lake.list_dirs(&dir)? {

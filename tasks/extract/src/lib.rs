@@ -89,6 +89,9 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let codec = RawCodec::from_config(config, true)?;
     let day = params.date;
     source.check_settled(day, params.force)?;
+    // What this run replaces, read before the work: publishing fails if another run of the day
+    // published in between (cloud lakes).
+    let previous = Manifest::load_previous(&lake, STEP, day);
     let units = source.plan(day)?;
     tracing::info!(
         "extract {day}: {} unit(s) from {}",
@@ -158,7 +161,6 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         );
     }
 
-    let previous = Manifest::load_previous(&lake, STEP, day);
     let output = TableOutput::new(run_dir.clone(), files);
     let mut manifest = Manifest::new(STEP, day, &run_id);
     manifest.stats.insert("selected".into(), stats.selected);
@@ -186,8 +188,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         duration_ms: 0,
     };
     manifest.outputs.insert(layout::RAW.into(), output);
-    let keep: Vec<&str> = previous.iter().map(|p| p.run_id.as_str()).collect();
-    manifest.publish(&lake, &keep)?;
+    let keep: Vec<&str> = previous.run_id().into_iter().collect();
+    manifest.publish(&lake, &keep, &previous)?;
     tracing::info!(
         "extract {day}: {} events of the day in {} object(s), {} outside the day, {} malformed line(s)",
         report.selected,

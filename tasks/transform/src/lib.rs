@@ -129,6 +129,9 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         ))
     })?;
     let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    // What this run replaces, read before the work: publishing fails if another run of the day
+    // published in between (cloud lakes).
+    let previous = Manifest::load_previous(&lake, STEP, day);
     let expected = raw_out.rows;
     let tc = &config.transform;
     // Buckets bound memory (at most `rows_per_file` rows each) and are written in parallel; a day
@@ -281,7 +284,6 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         )));
     }
 
-    let previous = Manifest::load_previous(&lake, STEP, day);
     let mut manifest = Manifest::new(STEP, day, &run_id);
     let ev_out = TableOutput::new(events_dir.clone(), event_files);
     let q_out = TableOutput::new(quarantine_dir.clone(), q_files);
@@ -320,10 +322,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
     // Keep the run being replaced and any run the catalog still serves for this day: a query
     // must never find its partition's files gone because the catalog step has not run yet.
-    let mut keep: Vec<String> = previous.iter().map(|p| p.run_id.clone()).collect();
+    let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
     keep.extend(cataloged_runs(config, &lake, day)?);
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(&lake, &keep)?;
+    manifest.publish(&lake, &keep, &previous)?;
     tracing::info!(
         "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
     );

@@ -227,6 +227,7 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
             ),
         ));
     }
+    let previous = Manifest::load_previous(&lake, STEP, day);
     let run_id = layout::new_run_id();
     let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
     let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
@@ -286,7 +287,6 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
         }
     }
 
-    let previous = Manifest::load_previous(&lake, STEP, day);
     let mut manifest = Manifest::new(STEP, day, &run_id);
     let ev_out = TableOutput::new(events_dir.clone(), events_files);
     let q_out = TableOutput::new(quarantine_dir.clone(), quarantine_files);
@@ -323,10 +323,10 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
     manifest.inputs.insert("extract".into(), raw.run_id.clone());
     manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
     manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
-    let mut keep: Vec<String> = previous.iter().map(|p| p.run_id.clone()).collect();
+    let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
     keep.extend(cataloged_runs(config, &lake, day)?);
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(&lake, &keep)?;
+    manifest.publish(&lake, &keep, &previous)?;
     Ok(TransformReport {
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
