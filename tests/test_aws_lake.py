@@ -160,3 +160,23 @@ def test_glue_catalog_registers_tables_and_partitions(aws, embedded, tmp_path):
     assert {t["change"] for t in again["tables"]} == {"unchanged"}
     assert {p["change"] for p in again["partitions"]} == {"unchanged"}
     assert len(glue.get_partitions(DatabaseName="mobile", TableName="events")["Partitions"]) == 1
+
+
+def test_large_objects_go_up_in_parts(aws, tmp_path):
+    s3 = aws["client"]("s3")
+    s3.create_bucket(Bucket="lake")
+    logs = tmp_path / "logs"
+    run("bitacora", "generate", "--date", DAY, "--events", "60000", "--out", str(logs), "--seed", "2")
+    config = tmp_path / "b.toml"
+    config.write_text(
+        f'[source]\npath = "{logs}"\n[lake]\nroot = "s3://lake"\nmultipart_bytes = 6000000\n'
+        f'[encryption]\nkey_file = "{tmp_path / "k"}"\n[extract]\nworkers = 1\n'
+    )
+    report = json.loads(run("bitacora-extract", "--config", str(config), "--date", DAY).stdout)
+    big = [k for k in all_objects(s3, "lake") if k.startswith("raw/") and s3.head_object(Bucket="lake", Key=k)["ContentLength"] > 6_000_000]
+    assert big, report
+    for k in big:
+        # S3 gives multipart objects an ETag ending in -<parts>.
+        assert "-" in s3.head_object(Bucket="lake", Key=k)["ETag"], k
+    t = json.loads(run("bitacora-transform", "--config", str(config), "--date", DAY).stdout)
+    assert t["read"] == report["selected"] == 60000

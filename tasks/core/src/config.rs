@@ -110,6 +110,8 @@ pub struct LakeConfig {
     pub max_retries: usize,
     /// Cloud lakes: a request still failing after this many seconds of retries fails the step.
     pub retry_timeout_secs: u64,
+    /// Cloud lakes: objects larger than this are uploaded in parts (at least 5 MiB).
+    pub multipart_bytes: usize,
 }
 
 impl Default for LakeConfig {
@@ -118,6 +120,7 @@ impl Default for LakeConfig {
             root: "lake".into(),
             max_retries: 10,
             retry_timeout_secs: 180,
+            multipart_bytes: 16 << 20,
         }
     }
 }

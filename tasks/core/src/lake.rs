@@ -29,9 +29,8 @@ use crate::date::Day;
 use crate::error::{Error, Result};
 use crate::runtime::block_on;
 
-/// Objects larger than this go to cloud stores as multipart uploads, in parts of `MULTIPART_PART`.
-const MULTIPART_THRESHOLD: usize = 16 << 20;
-const MULTIPART_PART: usize = 8 << 20;
+/// S3's smallest part of a multipart upload (but the last).
+const MIN_PART: usize = 5 << 20;
 
 /// An object of the lake, relative to its root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +46,8 @@ pub struct Lake {
     /// The store of the whole bucket (cloud lakes), for engines that address objects by full URL.
     bucket: Option<Arc<dyn ObjectStore>>,
     root: Url,
+    /// Cloud lakes: objects larger than this go up as multipart uploads.
+    multipart_bytes: usize,
 }
 
 impl Lake {
@@ -98,6 +99,7 @@ impl Lake {
                     store: Arc::new(store),
                     bucket: None,
                     root,
+                    multipart_bytes: usize::MAX,
                 })
             }
             "s3" | "gs" => {
@@ -110,6 +112,7 @@ impl Lake {
                     store,
                     bucket: Some(bucket),
                     root,
+                    multipart_bytes: cfg.multipart_bytes.max(MIN_PART),
                 })
             }
             other => Err(Error::config(
@@ -157,10 +160,12 @@ impl Lake {
             location: self.url_of(rel),
             source: e,
         };
-        if self.bucket.is_some() && bytes.len() > MULTIPART_THRESHOLD {
+        if self.bucket.is_some() && bytes.len() > self.multipart_bytes {
+            // Parts of half the threshold (at least S3's minimum), uploaded concurrently.
+            let part = (self.multipart_bytes / 2).max(MIN_PART);
             return block_on(async {
                 let upload = self.store.put_multipart(&path).await?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, MULTIPART_PART);
+                let mut w = WriteMultipart::new_with_chunk_size(upload, part);
                 w.put(bytes);
                 w.finish().await
             })
