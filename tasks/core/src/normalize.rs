@@ -363,10 +363,12 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
             )
         })?;
         if let Some(ts) = ts {
-            let parsed = chrono::DateTime::parse_from_rfc3339(&ts).map_err(|e| {
+            // The detail names the value only (not the parser's wording), so that every engine
+            // (this one, the Spark transform) writes the same quarantine row.
+            let parsed = chrono::DateTime::parse_from_rfc3339(&ts).map_err(|_| {
                 (
                     Reason::UnparsableTs,
-                    format!("field ts: {ts:?} is not an RFC 3339 timestamp ({e})"),
+                    format!("field ts: {ts:?} is not an RFC 3339 timestamp"),
                 )
             })?;
             event.event_time = parsed.timestamp_micros();

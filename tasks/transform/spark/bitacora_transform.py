@@ -11,7 +11,8 @@ write it so, with SSE-KMS instead of client-side encryption).
     spark-submit bitacora_transform.py --raw s3://lake/raw/dt=D/run=R/ --events s3://lake/events/dt=D/run=S/ \
         --quarantine s3://lake/quarantine/dt=D/run=S/ --log-group /mobile/app [--max-record-bytes 262144]
 
-Quarantine `detail` texts are this script's own wording (Rust's come from its JSON parser).
+Quarantine `detail` texts are the Rust transform's, but for `malformed_json` and `broken_envelope`,
+whose details quote each engine's JSON parser.
 """
 
 from __future__ import annotations
@@ -78,6 +79,27 @@ def _is_int(v) -> bool:
 def _show(raw) -> str:
     s = json.dumps(_plain(raw), separators=(",", ":"), ensure_ascii=False)
     return s if len(s) <= 60 else s[:57] + "..."
+
+
+def rust_debug(s: str) -> str:
+    """A string as Rust's `{:?}` shows it (quotes, backslash escapes), for identical details."""
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\r":
+            out.append("\\r")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ch == "\0":
+            out.append("\\0")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append("\\u{%x}" % ord(ch))
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def parse_ts(value: str) -> int:
@@ -248,11 +270,12 @@ def normalize(line: str, log_group: str, max_record_bytes: int):
             t = known["ts"]
             if t is not None:
                 if not isinstance(t, str):
-                    raise Reject("unparsable_ts", f"field ts: expected an RFC 3339 string, got {_show(t)}")
+                    shown = json.dumps(_plain(t), separators=(",", ":"), ensure_ascii=False)
+                    raise Reject("unparsable_ts", f"field ts: expected an RFC 3339 string, got {shown}")
                 try:
                     event["event_time"] = parse_ts(t)
                 except Exception:
-                    raise Reject("unparsable_ts", f"field ts: {t!r} is not an RFC 3339 timestamp")
+                    raise Reject("unparsable_ts", f"field ts: {rust_debug(t)} is not an RFC 3339 timestamp")
         for f in STRING_FIELDS:
             event[f] = _str_field(f, known.get(f))
         event["latency_ms"] = _int_field("latency_ms", known.get("latency_ms"), I64)
