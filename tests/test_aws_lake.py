@@ -161,6 +161,15 @@ def test_glue_catalog_registers_tables_and_partitions(aws, embedded, tmp_path):
     assert {p["change"] for p in again["partitions"]} == {"unchanged"}
     assert len(glue.get_partitions(DatabaseName="mobile", TableName="events")["Partitions"]) == 1
 
+    # A table whose definition drifted (here: a column lost) is updated back to the contract.
+    drifted = {k: table[k] for k in ["Name", "StorageDescriptor", "PartitionKeys", "TableType", "Parameters"]}
+    drifted["StorageDescriptor"] = dict(sd, Columns=sd["Columns"][:-1])
+    glue.update_table(DatabaseName="mobile", TableInput=drifted)
+    fixed = json.loads(run("bitacora-catalog", "--config", str(config), "--date", DAY).stdout)
+    assert {t["table"]: t["change"] for t in fixed["tables"]} == {"events": "updated", "quarantine": "unchanged"}
+    columns = glue.get_table(DatabaseName="mobile", Name="events")["Table"]["StorageDescriptor"]["Columns"]
+    assert [c["Name"] for c in columns] == EVENTS_COLUMNS
+
 
 def test_large_objects_go_up_in_parts(aws, tmp_path):
     s3 = aws["client"]("s3")
