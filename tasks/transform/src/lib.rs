@@ -404,24 +404,39 @@ impl Parser<'_> {
         let mut decoder = self.codec.decoder(&object, name)?;
         // The object is decoded a block at a time and its lines are parsed where they lie; only a
         // line cut by the block's end is moved, to the front of the next block.
+        // The block is allocated and zeroed once per worker, then reused as is.
         let mut block = std::mem::take(&mut st.block);
-        block.clear();
+        if block.len() < DECODE_BLOCK {
+            block.resize(DECODE_BLOCK, 0);
+        }
+        let mut filled = 0usize;
+        let mut eof = false;
         let mut in_object = 0u64;
         loop {
-            let got = (&mut decoder)
-                .take(DECODE_BLOCK as u64)
-                .read_to_end(&mut block)
-                .map_err(|e| Error::Crypto {
-                    object: name.to_string(),
-                    message: e.to_string(),
-                })?;
-            let eof = got == 0;
+            while !eof && filled < block.len() {
+                match decoder.read(&mut block[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Error::Crypto {
+                            object: name.to_string(),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
             let complete = if eof {
-                block.len()
+                filled
             } else {
-                match memchr::memrchr(b'\n', &block) {
+                match memchr::memrchr(b'\n', &block[..filled]) {
                     Some(i) => i + 1,
-                    None => continue,
+                    None => {
+                        // A record longer than the block: make room for the rest of it.
+                        let grown = block.len() * 2;
+                        block.resize(grown, 0);
+                        continue;
+                    }
                 }
             };
             let mut from = 0;
@@ -434,7 +449,8 @@ impl Parser<'_> {
                 in_object += 1;
                 self.parse_line(st, &block[from..complete])?;
             }
-            block.drain(..complete);
+            block.copy_within(complete..filled, 0);
+            filled -= complete;
             if eof {
                 break;
             }
