@@ -2,12 +2,15 @@
 //! events, read recursively (`*.jsonl`, `*.jsonl.gz`, `*.jsonl.zst`).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use bitacora_core::config::SourceConfig;
 use bitacora_core::source::{Emit, LogSource, SourceUnit, UnitStats};
 use bitacora_core::{Day, Error, Result};
+
+/// Bytes of a file looked at a time.
+const READ_BLOCK: usize = 4 << 20;
 
 /// Lines without a usable `timestamp` are logged individually up to this many per file.
 const LOGGED_MALFORMED: u64 = 5;
@@ -120,46 +123,75 @@ impl LogSource for FileSource {
             unit: unit.id.clone(),
             message: e.to_string(),
         };
-        let reader = open(path).map_err(fail)?;
-        let mut reader = BufReader::with_capacity(1 << 20, reader);
+        let mut reader = open(path).map_err(fail)?;
         let mut stats = UnitStats::default();
-        let mut line = Vec::with_capacity(4096);
         let mut number = 0u64;
+        // Read a block at a time and look at the lines where they lie; only a line cut by the
+        // block's end is moved to the front of the next block.
+        let mut block = vec![0u8; READ_BLOCK];
+        let (mut filled, mut eof) = (0usize, false);
         loop {
-            line.clear();
-            let n = reader
-                .read_until(b'\n', &mut line)
-                .map_err(|e| Error::Source {
-                    unit: unit.id.clone(),
-                    message: format!("{e} (after line {number})"),
-                })?;
-            if n == 0 {
-                break;
-            }
-            number += 1;
-            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                line.pop();
-            }
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            stats.scanned += 1;
-            let parsed = match fast_timestamp(&line) {
-                Some(ts) => Ok(Timestamp { timestamp: ts }),
-                None => serde_json::from_slice::<Timestamp>(&line),
-            };
-            match parsed {
-                Ok(t) if day.contains_ms(t.timestamp) => {
-                    stats.selected += 1;
-                    emit(&line)?;
-                }
-                Ok(_) => stats.outside_window += 1,
-                Err(e) => {
-                    stats.malformed += 1;
-                    if stats.malformed <= LOGGED_MALFORMED {
-                        tracing::warn!("rejected {}:{number}: not a log event ({e})", unit.id);
+            while !eof && filled < block.len() {
+                match reader.read(&mut block[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        return Err(Error::Source {
+                            unit: unit.id.clone(),
+                            message: format!("{e} (after line {number})"),
+                        });
                     }
                 }
+            }
+            let complete = if eof {
+                filled
+            } else {
+                match memchr::memrchr(b'\n', &block[..filled]) {
+                    Some(i) => i + 1,
+                    None => {
+                        let grown = block.len() * 2;
+                        block.resize(grown, 0);
+                        continue;
+                    }
+                }
+            };
+            let mut from = 0;
+            while from < complete {
+                let end =
+                    memchr::memchr(b'\n', &block[from..complete]).map_or(complete, |i| from + i);
+                let mut line = &block[from..end];
+                from = end + 1;
+                number += 1;
+                while let [rest @ .., b'\r'] = line {
+                    line = rest;
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                stats.scanned += 1;
+                let parsed = match fast_timestamp(line) {
+                    Some(ts) => Ok(Timestamp { timestamp: ts }),
+                    None => serde_json::from_slice::<Timestamp>(line),
+                };
+                match parsed {
+                    Ok(t) if day.contains_ms(t.timestamp) => {
+                        stats.selected += 1;
+                        emit(line)?;
+                    }
+                    Ok(_) => stats.outside_window += 1,
+                    Err(e) => {
+                        stats.malformed += 1;
+                        if stats.malformed <= LOGGED_MALFORMED {
+                            tracing::warn!("rejected {}:{number}: not a log event ({e})", unit.id);
+                        }
+                    }
+                }
+            }
+            block.copy_within(complete..filled, 0);
+            filled -= complete;
+            if eof {
+                break;
             }
         }
         if stats.malformed > LOGGED_MALFORMED {
