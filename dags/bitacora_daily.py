@@ -9,6 +9,7 @@ Settings (environment variable, else Airflow Variable of the same name in lower 
 - BITACORA_CONFIG: the Bitácora configuration file (`bitacora.toml`).
 - BITACORA_BIN_DIR: the folder of the step binaries (default: found on PATH).
 - BITACORA_START_DATE: first day of the schedule (YYYY-MM-DD, default 2026-11-01).
+- BITACORA_RETRIES: retries of a failed task (default 3, with exponential backoff).
 
 Importing this file does no Rust work and no network I/O: it only declares the DAG.
 """
@@ -68,7 +69,7 @@ with DAG(
     catchup=True,
     max_active_runs=4,
     default_args={
-        "retries": 3,
+        "retries": int(_setting("BITACORA_RETRIES", "3") or 3),
         "retry_delay": timedelta(minutes=1),
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(minutes=30),

@@ -86,3 +86,26 @@ def test_importing_the_dag_runs_nothing(tmp_path):
     assert r["errors"] == {}
     assert r["tasks"] == ["catalog", "extract", "named_queries", "quality_gate", "transform"]
     assert r["catchup"] is True and r["max_active_runs"] == 4
+
+
+def test_a_failing_step_fails_its_task_with_the_steps_message(tmp_path):
+    config = tmp_path / "bitacora.toml"
+    config.write_text(f'[source]\npath = "{tmp_path / "no-such-logs"}"\n[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = {**airflow_env(home), "BITACORA_CONFIG": str(config), "BITACORA_RETRIES": "0"}
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    code = f"""
+        import json
+        from datetime import datetime, timedelta, timezone
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder={str(ROOT / "dags")!r}).dags["bitacora_daily"]
+        run = dag.test(logical_date=datetime.fromisoformat("{DAY}").replace(tzinfo=timezone.utc) + timedelta(days=1))
+        print("RESULT " + json.dumps({{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+        """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=600)
+    result = json.loads([l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1][7:])
+    assert result["extract"] == "failed", result
+    assert result["transform"] == "upstream_failed", result
+    logs = proc.stdout + proc.stderr + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))
+    assert "source.path" in logs and "is not a folder" in logs
