@@ -22,6 +22,7 @@ mod json;
 #[cfg(feature = "aws")]
 pub mod kms;
 pub mod lake;
+pub mod lines;
 pub mod manifest;
 pub mod model;
 pub mod normalize;

@@ -19,7 +19,6 @@ mod spark;
 mod spill;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -402,60 +401,24 @@ impl Parser<'_> {
         let object = self.lake.get(&entry.path)?;
         let name = entry.path.as_str();
         let mut decoder = self.codec.decoder(&object, name)?;
-        // The object is decoded a block at a time and its lines are parsed where they lie; only a
-        // line cut by the block's end is moved, to the front of the next block.
-        // The block is allocated and zeroed once per worker, then reused as is.
+        // The object is decoded a block at a time and its lines are parsed where they lie.
         let mut block = std::mem::take(&mut st.block);
-        if block.len() < DECODE_BLOCK {
-            block.resize(DECODE_BLOCK, 0);
-        }
-        let mut filled = 0usize;
-        let mut eof = false;
         let mut in_object = 0u64;
-        loop {
-            while !eof && filled < block.len() {
-                match decoder.read(&mut block[filled..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(Error::Crypto {
-                            object: name.to_string(),
-                            message: e.to_string(),
-                        });
-                    }
-                }
-            }
-            let complete = if eof {
-                filled
-            } else {
-                match memchr::memrchr(b'\n', &block[..filled]) {
-                    Some(i) => i + 1,
-                    None => {
-                        // A record longer than the block: make room for the rest of it.
-                        let grown = block.len() * 2;
-                        block.resize(grown, 0);
-                        continue;
-                    }
-                }
-            };
-            let mut from = 0;
-            for end in memchr::memchr_iter(b'\n', &block[..complete]) {
+        let parsed = bitacora_core::lines::for_each_line(
+            &mut decoder,
+            &mut block,
+            DECODE_BLOCK,
+            |line| {
                 in_object += 1;
-                self.parse_line(st, &block[from..end])?;
-                from = end + 1;
-            }
-            if from < complete {
-                in_object += 1;
-                self.parse_line(st, &block[from..complete])?;
-            }
-            block.copy_within(complete..filled, 0);
-            filled -= complete;
-            if eof {
-                break;
-            }
-        }
+                self.parse_line(st, line)
+            },
+            |e| Error::Crypto {
+                object: name.to_string(),
+                message: e.to_string(),
+            },
+        );
         st.block = block;
+        parsed?;
         if in_object != entry.rows {
             return Err(Error::Invariant(format!(
                 "raw object {name} holds {in_object} records, its manifest says {}",

@@ -125,49 +125,20 @@ impl LogSource for FileSource {
         };
         let mut reader = open(path).map_err(fail)?;
         let mut stats = UnitStats::default();
-        let mut number = 0u64;
-        // Read a block at a time and look at the lines where they lie; only a line cut by the
-        // block's end is moved to the front of the next block.
-        let mut block = vec![0u8; READ_BLOCK];
-        let (mut filled, mut eof) = (0usize, false);
-        loop {
-            while !eof && filled < block.len() {
-                match reader.read(&mut block[filled..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        return Err(Error::Source {
-                            unit: unit.id.clone(),
-                            message: format!("{e} (after line {number})"),
-                        });
-                    }
-                }
-            }
-            let complete = if eof {
-                filled
-            } else {
-                match memchr::memrchr(b'\n', &block[..filled]) {
-                    Some(i) => i + 1,
-                    None => {
-                        let grown = block.len() * 2;
-                        block.resize(grown, 0);
-                        continue;
-                    }
-                }
-            };
-            let mut from = 0;
-            while from < complete {
-                let end =
-                    memchr::memchr(b'\n', &block[from..complete]).map_or(complete, |i| from + i);
-                let mut line = &block[from..end];
-                from = end + 1;
-                number += 1;
+        let number = std::cell::Cell::new(0u64);
+        let mut block = Vec::new();
+        bitacora_core::lines::for_each_line(
+            &mut reader,
+            &mut block,
+            READ_BLOCK,
+            |mut line| {
+                number.set(number.get() + 1);
+                let number = number.get();
                 while let [rest @ .., b'\r'] = line {
                     line = rest;
                 }
                 if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
+                    return Ok(());
                 }
                 stats.scanned += 1;
                 let parsed = match fast_timestamp(line) {
@@ -187,13 +158,13 @@ impl LogSource for FileSource {
                         }
                     }
                 }
-            }
-            block.copy_within(complete..filled, 0);
-            filled -= complete;
-            if eof {
-                break;
-            }
-        }
+                Ok(())
+            },
+            |e| Error::Source {
+                unit: unit.id.clone(),
+                message: format!("{e} (after line {})", number.get()),
+            },
+        )?;
         if stats.malformed > LOGGED_MALFORMED {
             tracing::warn!(
                 "rejected {} more line(s) of {} without a usable timestamp",
