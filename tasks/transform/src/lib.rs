@@ -25,7 +25,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray, RecordBatch};
 use bitacora_core::config::{TransformEngine, worker_count};
 use bitacora_core::lake::{Lake, layout};
-use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
+use bitacora_core::manifest::{FileEntry, Manifest, Previous, TableOutput};
 use bitacora_core::model::{Reason, Rejected};
 use bitacora_core::normalize::Normalizer;
 use bitacora_core::parallel::fold_parallel;
@@ -283,7 +283,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         )));
     }
 
-    let mut manifest = Manifest::new(STEP, day, &run_id);
+    let manifest = Manifest::new(STEP, day, &run_id);
     let ev_out = TableOutput::new(events_dir.clone(), event_files);
     let q_out = TableOutput::new(quarantine_dir.clone(), q_files);
     let report = TransformReport {
@@ -308,27 +308,53 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         spark_job_run: None,
         duration_ms: started.elapsed().as_millis() as u64,
     };
-    for (k, v) in [
-        ("read", read),
-        ("events", events),
-        ("quarantine", quarantined),
-        ("duplicates", duplicates),
-    ] {
-        manifest.stats.insert(k.into(), v);
-    }
-    manifest.inputs.insert("extract".into(), raw.run_id.clone());
-    manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
-    manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
-    // Keep the run being replaced and any run the catalog still serves for this day: a query
-    // must never find its partition's files gone because the catalog step has not run yet.
-    let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
-    keep.extend(cataloged_runs(config, &lake, day)?);
-    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(&lake, &keep, &previous)?;
+    publish_run(
+        config,
+        &lake,
+        manifest,
+        &report,
+        &raw.run_id,
+        ev_out,
+        q_out,
+        &previous,
+    )?;
     tracing::info!(
         "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
     );
     Ok(report)
+}
+
+/// Publishes a transform run (Rust or Spark): its counters, input and outputs in the manifest,
+/// keeping the run it replaces and any run the catalog still serves for the day — a query must
+/// never find its partition's files gone because the catalog step has not run yet.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn publish_run(
+    config: &Config,
+    lake: &Lake,
+    mut manifest: Manifest,
+    report: &TransformReport,
+    raw_run_id: &str,
+    events: TableOutput,
+    quarantine: TableOutput,
+    previous: &Previous,
+) -> Result<()> {
+    for (k, v) in [
+        ("read", report.read),
+        ("events", report.events),
+        ("quarantine", report.quarantine),
+        ("duplicates", report.duplicates),
+    ] {
+        manifest.stats.insert(k.into(), v);
+    }
+    manifest
+        .inputs
+        .insert("extract".into(), raw_run_id.to_string());
+    manifest.outputs.insert(EVENTS_TABLE.into(), events);
+    manifest.outputs.insert(QUARANTINE_TABLE.into(), quarantine);
+    let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
+    keep.extend(cataloged_runs(config, lake, report.date)?);
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    manifest.publish(lake, &keep, previous)
 }
 
 /// The runs of `day` that the catalog's partitions point at. A table or partition not registered

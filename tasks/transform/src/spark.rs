@@ -24,7 +24,7 @@ use bitacora_core::{Config, Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::{STEP, TransformParams, TransformReport, cataloged_runs};
+use crate::{STEP, TransformParams, TransformReport, publish_run};
 
 /// Where the Spark job runs.
 enum Backend {
@@ -287,7 +287,7 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
         }
     }
 
-    let mut manifest = Manifest::new(STEP, day, &run_id);
+    let manifest = Manifest::new(STEP, day, &run_id);
     let ev_out = TableOutput::new(events_dir.clone(), events_files);
     let q_out = TableOutput::new(quarantine_dir.clone(), quarantine_files);
     let report = TransformReport {
@@ -312,21 +312,16 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
         spark_job_run: Some(job_run),
         duration_ms: 0,
     };
-    for (k, v) in [
-        ("read", read),
-        ("events", events),
-        ("quarantine", quarantined),
-        ("duplicates", duplicates),
-    ] {
-        manifest.stats.insert(k.into(), v);
-    }
-    manifest.inputs.insert("extract".into(), raw.run_id.clone());
-    manifest.outputs.insert(EVENTS_TABLE.into(), ev_out);
-    manifest.outputs.insert(QUARANTINE_TABLE.into(), q_out);
-    let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
-    keep.extend(cataloged_runs(config, &lake, day)?);
-    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(&lake, &keep, &previous)?;
+    publish_run(
+        config,
+        &lake,
+        manifest,
+        &report,
+        &raw.run_id,
+        ev_out,
+        q_out,
+        &previous,
+    )?;
     Ok(TransformReport {
         duration_ms: started.elapsed().as_millis() as u64,
         ..report
