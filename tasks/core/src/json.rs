@@ -364,8 +364,9 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Walks the members of an object: `key` (unescaped keys only) and the raw value text.
-    fn members(&mut self, mut each: impl FnMut(&'a str, &'a str) -> Option<()>) -> Option<()> {
+    /// Walks a whole text that is one object: for each member (unescaped keys only), `value` reads
+    /// the value at the cursor. Only whitespace may follow the object.
+    fn object(&mut self, mut value: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
         self.ws();
         self.eat(b'{')?;
         self.ws();
@@ -376,8 +377,7 @@ impl<'a> Cursor<'a> {
                 self.ws();
                 self.eat(b':')?;
                 self.ws();
-                let value = self.value(1)?;
-                each(key, value)?;
+                value(self, key)?;
                 self.ws();
                 match self.peek()? {
                     b',' => self.i += 1,
@@ -398,21 +398,9 @@ impl<'a> Cursor<'a> {
 /// `logStreamName`, `eventId`, in any order; other keys skipped). An escaped message is unescaped
 /// into `scratch`.
 pub(crate) fn envelope<'a>(line: &'a str, scratch: &mut String) -> Option<EnvelopeRef<'a>> {
-    let mut c = Cursor::new(line);
     let (mut timestamp, mut ingestion, mut message, mut stream, mut id) =
         (None, None, None, None, None);
-    c.ws();
-    c.eat(b'{')?;
-    c.ws();
-    if c.eat(b'}').is_some() {
-        return None;
-    }
-    loop {
-        c.ws();
-        let key = c.plain_str()?;
-        c.ws();
-        c.eat(b':')?;
-        c.ws();
+    Cursor::new(line).object(|c, key| {
         match key {
             "timestamp" if timestamp.is_none() => timestamp = Some(c.int()?),
             "ingestionTime" if ingestion.is_none() => {
@@ -426,25 +414,14 @@ pub(crate) fn envelope<'a>(line: &'a str, scratch: &mut String) -> Option<Envelo
             "message" if message.is_none() => message = Some(c.str_into(scratch)?),
             "logStreamName" if stream.is_none() => stream = Some(c.plain_str()?),
             "eventId" if id.is_none() => id = Some(c.plain_str()?),
+            // A repeated envelope field: serde_json rejects it.
             "timestamp" | "ingestionTime" | "message" | "logStreamName" | "eventId" => return None,
             _ => {
                 c.value(1)?;
             }
         }
-        c.ws();
-        match c.peek()? {
-            b',' => c.i += 1,
-            b'}' => {
-                c.i += 1;
-                break;
-            }
-            _ => return None,
-        }
-    }
-    c.ws();
-    if c.i != line.len() {
-        return None;
-    }
+        Some(())
+    })?;
     Some(EnvelopeRef {
         timestamp: timestamp?,
         ingestion_time: ingestion.flatten(),
@@ -458,9 +435,12 @@ pub(crate) fn envelope<'a>(line: &'a str, scratch: &mut String) -> Option<Envelo
 /// not a plain object (or a key is escaped), and as soon as `each` returns `None`.
 pub(crate) fn object_members<'a>(
     text: &'a str,
-    each: impl FnMut(&'a str, &'a str) -> Option<()>,
+    mut each: impl FnMut(&'a str, &'a str) -> Option<()>,
 ) -> Option<()> {
-    Cursor::new(text).members(each)
+    Cursor::new(text).object(|c, key| {
+        let value = c.value(1)?;
+        each(key, value)
+    })
 }
 
 #[cfg(test)]
