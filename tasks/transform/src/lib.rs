@@ -270,7 +270,6 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
 
     let events = event_files.iter().map(|f| f.rows).sum::<u64>();
     let quarantined = q_files.iter().map(|f| f.rows).sum::<u64>();
-    let invariant = format!("{events} + {quarantined} + {duplicates} = {read}");
     if events + quarantined + duplicates != read {
         return Err(Error::Invariant(format!(
             "events + quarantine + duplicates != read for {day}: {events} + {quarantined} + {duplicates} != {read}"
@@ -283,40 +282,23 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         )));
     }
 
-    let manifest = Manifest::new(STEP, day, &run_id);
-    let ev_out = TableOutput::new(events_dir.clone(), event_files);
-    let q_out = TableOutput::new(quarantine_dir.clone(), q_files);
-    let report = TransformReport {
-        step: STEP,
-        status: "ok",
-        date: day,
-        run_id: run_id.clone(),
-        raw_run_id: raw.run_id.clone(),
-        raw_objects: raw_out.files.len() as u64,
-        read,
-        events,
-        quarantine: quarantined,
-        duplicates,
-        invariant,
-        quarantine_reasons: reasons,
-        files: (ev_out.files.len() + q_out.files.len()) as u64,
-        bytes: ev_out.bytes + q_out.bytes,
-        buckets: buckets_n as u64,
-        spilled: spill,
-        events_location: lake.url_of(&events_dir),
-        quarantine_location: lake.url_of(&quarantine_dir),
-        spark_job_run: None,
-        duration_ms: started.elapsed().as_millis() as u64,
-    };
-    publish_run(
+    let report = publish_run(
         config,
         &lake,
-        manifest,
-        &report,
-        &raw.run_id,
-        ev_out,
-        q_out,
+        &raw,
         &previous,
+        Outcome {
+            run_id,
+            events: TableOutput::new(events_dir, event_files),
+            quarantine: TableOutput::new(quarantine_dir, q_files),
+            read,
+            duplicates,
+            quarantine_reasons: reasons,
+            buckets: buckets_n as u64,
+            spilled: spill,
+            spark_job_run: None,
+        },
+        started,
     )?;
     tracing::info!(
         "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
@@ -324,37 +306,79 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     Ok(report)
 }
 
-/// Publishes a transform run (Rust or Spark): its counters, input and outputs in the manifest,
-/// keeping the run it replaces and any run the catalog still serves for the day — a query must
-/// never find its partition's files gone because the catalog step has not run yet.
-#[allow(clippy::too_many_arguments)]
+/// What a transform run (Rust or Spark) wrote, before it is published.
+pub(crate) struct Outcome {
+    pub run_id: String,
+    pub events: TableOutput,
+    pub quarantine: TableOutput,
+    pub read: u64,
+    pub duplicates: u64,
+    pub quarantine_reasons: BTreeMap<String, u64>,
+    pub buckets: u64,
+    pub spilled: bool,
+    pub spark_job_run: Option<String>,
+}
+
+/// Publishes a transform run of the day of `raw` (the extract manifest it read): its counters,
+/// input and outputs in the manifest, keeping the run it replaces and any run the catalog still
+/// serves for the day — a query must never find its partition's files gone because the catalog
+/// step has not run yet. Returns the run's report.
 pub(crate) fn publish_run(
     config: &Config,
     lake: &Lake,
-    mut manifest: Manifest,
-    report: &TransformReport,
-    raw_run_id: &str,
-    events: TableOutput,
-    quarantine: TableOutput,
+    raw: &Manifest,
     previous: &Previous,
-) -> Result<()> {
+    out: Outcome,
+    started: Instant,
+) -> Result<TransformReport> {
+    let day = raw.date;
+    let (read, duplicates) = (out.read, out.duplicates);
+    let (events, quarantined) = (out.events.rows, out.quarantine.rows);
+    let mut report = TransformReport {
+        step: STEP,
+        status: "ok",
+        date: day,
+        run_id: out.run_id.clone(),
+        raw_run_id: raw.run_id.clone(),
+        raw_objects: raw
+            .outputs
+            .get(layout::RAW)
+            .map_or(0, |o| o.files.len() as u64),
+        read,
+        events,
+        quarantine: quarantined,
+        duplicates,
+        invariant: format!("{events} + {quarantined} + {duplicates} = {read}"),
+        quarantine_reasons: out.quarantine_reasons,
+        files: (out.events.files.len() + out.quarantine.files.len()) as u64,
+        bytes: out.events.bytes + out.quarantine.bytes,
+        buckets: out.buckets,
+        spilled: out.spilled,
+        events_location: lake.url_of(&out.events.location),
+        quarantine_location: lake.url_of(&out.quarantine.location),
+        spark_job_run: out.spark_job_run,
+        duration_ms: 0,
+    };
+    let mut manifest = Manifest::new(STEP, day, &out.run_id);
     for (k, v) in [
-        ("read", report.read),
-        ("events", report.events),
-        ("quarantine", report.quarantine),
-        ("duplicates", report.duplicates),
+        ("read", read),
+        ("events", events),
+        ("quarantine", quarantined),
+        ("duplicates", duplicates),
     ] {
         manifest.stats.insert(k.into(), v);
     }
+    manifest.inputs.insert("extract".into(), raw.run_id.clone());
+    manifest.outputs.insert(EVENTS_TABLE.into(), out.events);
     manifest
-        .inputs
-        .insert("extract".into(), raw_run_id.to_string());
-    manifest.outputs.insert(EVENTS_TABLE.into(), events);
-    manifest.outputs.insert(QUARANTINE_TABLE.into(), quarantine);
+        .outputs
+        .insert(QUARANTINE_TABLE.into(), out.quarantine);
     let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
-    keep.extend(cataloged_runs(config, lake, report.date)?);
+    keep.extend(cataloged_runs(config, lake, day)?);
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(lake, &keep, previous)
+    manifest.publish(lake, &keep, previous)?;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
 }
 
 /// The runs of `day` that the catalog's partitions point at. A table or partition not registered

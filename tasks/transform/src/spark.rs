@@ -24,7 +24,7 @@ use bitacora_core::{Config, Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::{STEP, TransformParams, TransformReport, publish_run};
+use crate::{Outcome, STEP, TransformParams, TransformReport, publish_run};
 
 /// Where the Spark job runs.
 enum Backend {
@@ -287,45 +287,24 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
         }
     }
 
-    let manifest = Manifest::new(STEP, day, &run_id);
-    let ev_out = TableOutput::new(events_dir.clone(), events_files);
-    let q_out = TableOutput::new(quarantine_dir.clone(), quarantine_files);
-    let report = TransformReport {
-        step: STEP,
-        status: "ok",
-        date: day,
-        run_id: run_id.clone(),
-        raw_run_id: raw.run_id.clone(),
-        raw_objects: raw_out.files.len() as u64,
-        read,
-        events,
-        quarantine: quarantined,
-        duplicates,
-        invariant: format!("{events} + {quarantined} + {duplicates} = {read}"),
-        quarantine_reasons: reasons,
-        files: (ev_out.files.len() + q_out.files.len()) as u64,
-        bytes: ev_out.bytes + q_out.bytes,
-        buckets: 0,
-        spilled: false,
-        events_location: lake.url_of(&events_dir),
-        quarantine_location: lake.url_of(&quarantine_dir),
-        spark_job_run: Some(job_run),
-        duration_ms: 0,
-    };
     publish_run(
         config,
         &lake,
-        manifest,
-        &report,
-        &raw.run_id,
-        ev_out,
-        q_out,
+        &raw,
         &previous,
-    )?;
-    Ok(TransformReport {
-        duration_ms: started.elapsed().as_millis() as u64,
-        ..report
-    })
+        Outcome {
+            run_id,
+            events: TableOutput::new(events_dir, events_files),
+            quarantine: TableOutput::new(quarantine_dir, quarantine_files),
+            read,
+            duplicates,
+            quarantine_reasons: reasons,
+            buckets: 0,
+            spilled: false,
+            spark_job_run: Some(job_run),
+        },
+        started,
+    )
 }
 
 /// The Parquet files under `dir` (Spark's `_SUCCESS` and the like are skipped), with the row
