@@ -109,6 +109,30 @@ fn params(p: Option<&std::collections::HashMap<String, String>>) -> BTreeMap<Str
         .unwrap_or_default()
 }
 
+fn from_glue_table(database: &str, t: &aws_sdk_glue::types::Table) -> Table {
+    Table {
+        database: database.to_string(),
+        name: t.name().to_string(),
+        description: t.description().unwrap_or_default().to_string(),
+        table_type: t.table_type().unwrap_or_default().to_string(),
+        storage: from_glue_sd(t.storage_descriptor()),
+        partition_keys: from_glue_columns(t.partition_keys()),
+        parameters: params(t.parameters()),
+    }
+}
+
+fn from_glue_partition(p: &aws_sdk_glue::types::Partition) -> Partition {
+    Partition {
+        values: p.values().to_vec(),
+        location: p
+            .storage_descriptor()
+            .and_then(|s| s.location())
+            .unwrap_or_default()
+            .to_string(),
+        parameters: params(p.parameters()),
+    }
+}
+
 fn table_input(t: &Table) -> Result<TableInput> {
     TableInput::builder()
         .name(&t.name)
@@ -151,15 +175,7 @@ impl Catalog for GlueCatalog {
                 .name(name)
                 .send(),
         ) {
-            Ok(out) => Ok(out.table().map(|t| Table {
-                database: database.to_string(),
-                name: t.name().to_string(),
-                description: t.description().unwrap_or_default().to_string(),
-                table_type: t.table_type().unwrap_or_default().to_string(),
-                storage: from_glue_sd(t.storage_descriptor()),
-                partition_keys: from_glue_columns(t.partition_keys()),
-                parameters: params(t.parameters()),
-            })),
+            Ok(out) => Ok(out.table().map(|t| from_glue_table(database, t))),
             Err(e) if e.as_service_error().is_some_and(not_found) => Ok(None),
             Err(e) => Err(glue_err("GetTable", e)),
         }
@@ -194,7 +210,7 @@ impl Catalog for GlueCatalog {
     }
 
     fn list_tables(&self, database: &str) -> Result<Vec<Table>> {
-        let mut names = Vec::new();
+        let mut tables = Vec::new();
         let mut token: Option<String> = None;
         loop {
             let out = block_on(
@@ -209,16 +225,14 @@ impl Catalog for GlueCatalog {
                 Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(Vec::new()),
                 Err(e) => return Err(glue_err("GetTables", e)),
             };
-            names.extend(out.table_list().iter().map(|t| t.name().to_string()));
+            tables.extend(
+                out.table_list()
+                    .iter()
+                    .map(|t| from_glue_table(database, t)),
+            );
             match out.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
-            }
-        }
-        let mut tables = Vec::new();
-        for n in names {
-            if let Some(t) = self.get_table(database, &n)? {
-                tables.push(t);
             }
         }
         tables.sort_by(|a, b| a.name.cmp(&b.name));
@@ -280,15 +294,7 @@ impl Catalog for GlueCatalog {
                 .set_partition_values(Some(values.to_vec()))
                 .send(),
         ) {
-            Ok(out) => Ok(out.partition().map(|p| Partition {
-                values: p.values().to_vec(),
-                location: p
-                    .storage_descriptor()
-                    .and_then(|s| s.location())
-                    .unwrap_or_default()
-                    .to_string(),
-                parameters: params(p.parameters()),
-            })),
+            Ok(out) => Ok(out.partition().map(from_glue_partition)),
             Err(e) if e.as_service_error().is_some_and(not_found) => Ok(None),
             Err(e) => Err(glue_err("GetPartition", e)),
         }
@@ -311,17 +317,7 @@ impl Catalog for GlueCatalog {
                 Err(e) if e.as_service_error().is_some_and(not_found) => return Ok(Vec::new()),
                 Err(e) => return Err(glue_err("GetPartitions", e)),
             };
-            parts.extend(out.partitions().iter().map(|p| {
-                Partition {
-                    values: p.values().to_vec(),
-                    location: p
-                        .storage_descriptor()
-                        .and_then(|s| s.location())
-                        .unwrap_or_default()
-                        .to_string(),
-                    parameters: params(p.parameters()),
-                }
-            }));
+            parts.extend(out.partitions().iter().map(from_glue_partition));
             match out.next_token() {
                 Some(t) if !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
