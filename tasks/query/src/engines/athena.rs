@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
-    RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
+use arrow::array::{ArrayRef, BooleanBuilder, PrimitiveBuilder, RecordBatch, StringBuilder};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Date32Type, Field, Float64Type, Int32Type, Int64Type, Schema,
+    SchemaRef, TimeUnit, TimestampMicrosecondType,
 };
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use aws_sdk_athena::Client;
 use aws_sdk_athena::types::{
     ColumnInfo, QueryExecutionContext, QueryExecutionState, ResultConfiguration, Row,
@@ -195,6 +195,24 @@ fn parse_timestamp(v: &str) -> Option<i64> {
         .map(|t| t.and_utc().timestamp_micros())
 }
 
+/// A column of Athena's text values parsed into Arrow type `T`; a value that does not parse is an
+/// error naming the column.
+fn primitive<'v, T: ArrowPrimitiveType>(
+    values: impl Iterator<Item = Option<&'v str>>,
+    parse: impl Fn(&str) -> Option<T::Native>,
+    name: &str,
+    ty: &str,
+) -> Result<ArrayRef> {
+    let mut b = PrimitiveBuilder::<T>::new();
+    for v in values {
+        b.append_option(
+            v.map(|v| parse(v).ok_or_else(|| bad_value(name, v, ty)))
+                .transpose()?,
+        );
+    }
+    Ok(Arc::new(b.finish()))
+}
+
 fn to_arrow(cols: &[ColumnInfo], rows: &[Row]) -> Result<QueryOutput> {
     let fields: Vec<Field> = cols
         .iter()
@@ -208,35 +226,10 @@ fn to_arrow(cols: &[ColumnInfo], rows: &[Row]) -> Result<QueryOutput> {
             .map(|r| r.data().get(i).and_then(|d| d.var_char_value()));
         let name = c.name();
         let array: ArrayRef = match arrow_type(c.r#type()) {
-            DataType::Int64 => {
-                let mut b = Int64Builder::new();
-                for v in values {
-                    b.append_option(
-                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "bigint")))
-                            .transpose()?,
-                    );
-                }
-                Arc::new(b.finish())
-            }
-            DataType::Int32 => {
-                let mut b = Int32Builder::new();
-                for v in values {
-                    b.append_option(
-                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "integer")))
-                            .transpose()?,
-                    );
-                }
-                Arc::new(b.finish())
-            }
+            DataType::Int64 => primitive::<Int64Type>(values, |v| v.parse().ok(), name, "bigint")?,
+            DataType::Int32 => primitive::<Int32Type>(values, |v| v.parse().ok(), name, "integer")?,
             DataType::Float64 => {
-                let mut b = Float64Builder::new();
-                for v in values {
-                    b.append_option(
-                        v.map(|v| v.parse().map_err(|_| bad_value(name, v, "double")))
-                            .transpose()?,
-                    );
-                }
-                Arc::new(b.finish())
+                primitive::<Float64Type>(values, |v| v.parse().ok(), name, "double")?
             }
             DataType::Boolean => {
                 let mut b = BooleanBuilder::new();
@@ -250,30 +243,15 @@ fn to_arrow(cols: &[ColumnInfo], rows: &[Row]) -> Result<QueryOutput> {
             }
             DataType::Date32 => {
                 let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-                let mut b = Date32Builder::new();
-                for v in values {
-                    b.append_option(
-                        v.map(|v| {
-                            chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
-                                .map(|d| (d - epoch).num_days() as i32)
-                                .map_err(|_| bad_value(name, v, "date"))
-                        })
-                        .transpose()?,
-                    );
-                }
-                Arc::new(b.finish())
+                let days = |v: &str| {
+                    chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                        .ok()
+                        .map(|d| (d - epoch).num_days() as i32)
+                };
+                primitive::<Date32Type>(values, days, name, "date")?
             }
             DataType::Timestamp(..) => {
-                let mut b = TimestampMicrosecondBuilder::new();
-                for v in values {
-                    b.append_option(
-                        v.map(|v| {
-                            parse_timestamp(v).ok_or_else(|| bad_value(name, v, "timestamp"))
-                        })
-                        .transpose()?,
-                    );
-                }
-                Arc::new(b.finish())
+                primitive::<TimestampMicrosecondType>(values, parse_timestamp, name, "timestamp")?
             }
             _ => {
                 let mut b = StringBuilder::new();
