@@ -29,6 +29,24 @@ def run(tool: str, *args: str, env: dict | None = None, check: bool = True) -> s
     return proc
 
 
+NAMED = ["events_per_type", "daily_active_users", "error_rate_by_version", "p95_latency_by_platform", "top_error_codes"]
+
+
+def named_answers(config, day: str, env: dict | None = None) -> dict:
+    """Every day-scoped stakeholder query for `day`, as JSON rows (to compare two lakes)."""
+    return {
+        q: json.loads(run("bitacora-query", "--config", str(config), "--format", "json", "--named", q, "--date", day, env=env).stdout)
+        for q in NAMED
+    }
+
+
+def s3_keys(s3, bucket: str, prefix: str = "") -> list[str]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    return keys
+
+
 @pytest.fixture(scope="session")
 def processed_day(tmp_path_factory):
     """A generated day run through extract → transform → catalog; yields paths and reports."""

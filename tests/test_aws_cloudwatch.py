@@ -8,19 +8,15 @@ import glob
 import gzip
 import json
 
-from conftest import run
+from conftest import named_answers, run
 
 # CloudWatch refuses events older than 14 days: use a recent, settled day.
 DAY = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)).isoformat()
 GROUP = "/mobile/app"
-NAMED = ["events_per_type", "daily_active_users", "error_rate_by_version", "p95_latency_by_platform", "top_error_codes"]
 
 
 def answers(config, day=DAY) -> dict:
-    return {
-        q: json.loads(run("bitacora-query", "--config", str(config), "--format", "json", "--named", q, "--date", day).stdout)
-        for q in NAMED
-    }
+    return named_answers(config, day)
 
 
 def read_lines(logs):

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import run, s3_keys
 from faultproxy import FaultProxy, s3_writes, target
 from test_aws_cloudwatch import GROUP, put_day
 
@@ -130,13 +130,7 @@ def test_a_run_published_meanwhile_makes_the_later_one_fail_cleanly(aws, proxy, 
     assert "another run of transform" in err, err
     # The losing run left nothing behind; the published run is intact and still answers.
     manifest = json.loads(s3.get_object(Bucket="lake", Key=key)["Body"].read())
-    runs = {k.split("/run=")[1].split("/")[0] for k in all_keys(s3, f"prod/events/dt={DAY}/")}
+    runs = {k.split("/run=")[1].split("/")[0] for k in s3_keys(s3, "lake", f"prod/events/dt={DAY}/")}
     assert runs == {manifest["run_id"]}, runs
     assert dau(cfg) == before
 
-
-def all_keys(s3, prefix):
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="lake", Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys

@@ -7,23 +7,15 @@ import json
 
 import pytest
 
-from conftest import DAY, run
-
-NAMED = ["events_per_type", "daily_active_users", "error_rate_by_version", "p95_latency_by_platform", "top_error_codes"]
+from conftest import DAY, named_answers, run, s3_keys
 
 
 def answers(config) -> dict:
-    return {
-        q: json.loads(run("bitacora-query", "--config", str(config), "--format", "json", "--named", q, "--date", DAY).stdout)
-        for q in NAMED
-    }
+    return named_answers(config, DAY)
 
 
 def all_objects(s3, bucket):
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys += [o["Key"] for o in page.get("Contents", [])]
-    return keys
+    return s3_keys(s3, bucket)
 
 
 @pytest.fixture(scope="module")

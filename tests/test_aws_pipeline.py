@@ -9,16 +9,13 @@ import json
 
 import pytest
 
-from conftest import run
+from conftest import named_answers, run, s3_keys
 from faultproxy import FaultProxy
-from test_aws_cloudwatch import DAY, GROUP, NAMED, put_day
+from test_aws_cloudwatch import DAY, GROUP, put_day
 
 
 def answers(config, env=None) -> dict:
-    return {
-        q: json.loads(run("bitacora-query", "--config", str(config), "--format", "json", "--named", q, "--date", DAY, env=env).stdout)
-        for q in NAMED
-    }
+    return named_answers(config, DAY, env)
 
 
 def target_of(headers) -> str:
@@ -55,7 +52,7 @@ def test_cloudwatch_to_s3_sse_kms_and_glue(aws, tmp_path):
     assert first["status"] == "ok", first
     assert answers(config) == answers(embedded)
 
-    keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="acme-logs") for o in p.get("Contents", [])]
+    keys = s3_keys(s3, "acme-logs")
     assert any("/raw/" in k for k in keys) and any("/events/" in k for k in keys)
     for k in keys:
         head = s3.head_object(Bucket="acme-logs", Key=k)

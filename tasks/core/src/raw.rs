@@ -2,7 +2,7 @@
 //! `encryption.mode = "envelope"`. Objects are bounded in size by the extract, so a reader or writer
 //! holds at most one object and one encryption chunk.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use crate::config::{Config, EncryptionMode};
@@ -178,14 +178,6 @@ impl RawCodec {
             .map_err(|e| Error::external(format!("decompress {object}"), e))?;
         Ok(Box::new(decoder))
     }
-
-    /// A line reader over the bytes of the object at `object` (its path in the lake).
-    pub fn reader<'a>(&self, bytes: &'a [u8], object: &str) -> Result<Box<dyn BufRead + 'a>> {
-        Ok(Box::new(BufReader::with_capacity(
-            256 * 1024,
-            self.decoder(bytes, object)?,
-        )))
-    }
 }
 
 #[cfg(feature = "aws")]
@@ -329,19 +321,19 @@ mod tests {
             w.write_line(b"{\"a\":1}").unwrap();
             w.write_line(b"{\"b\":2}").unwrap();
             let bytes = w.finish().unwrap();
-            let lines: Vec<String> = codec
-                .reader(&bytes, "o")
+            let mut text = String::new();
+            codec
+                .decoder(&bytes, "o")
                 .unwrap()
-                .lines()
-                .map(|l| l.unwrap())
-                .collect();
-            assert_eq!(lines, vec!["{\"a\":1}", "{\"b\":2}"]);
+                .read_to_string(&mut text)
+                .unwrap();
+            assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
         }
         let plain = RawCodec::with_keys(None)
             .writer("o")
             .unwrap()
             .finish()
             .unwrap();
-        assert!(RawCodec::with_keys(Some(key)).reader(&plain, "o").is_err());
+        assert!(RawCodec::with_keys(Some(key)).decoder(&plain, "o").is_err());
     }
 }
