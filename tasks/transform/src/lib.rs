@@ -121,13 +121,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let lake = Lake::from_config(config)?;
     // The raw zone's compression is read from each object, so a Spark-mode (gzip) raw zone works too.
     let codec = RawCodec::from_config(config, false)?;
-    let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
-            lake.root()
-        ))
-    })?;
-    let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    let (raw, raw_out) = published_raw(&lake, day)?;
     // What this run replaces, read before the work: publishing fails if another run of the day
     // published in between (cloud lakes).
     let previous = Manifest::load_previous(&lake, STEP, day);
@@ -304,6 +298,18 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         "transform {day}: read {read} = {events} events + {quarantined} quarantined + {duplicates} duplicates",
     );
     Ok(report)
+}
+
+/// The extract run published for `day` and its raw objects (any engine reads these).
+pub(crate) fn published_raw(lake: &Lake, day: Day) -> Result<(Manifest, TableOutput)> {
+    let raw = Manifest::load(lake, "extract", day)?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
+            lake.root()
+        ))
+    })?;
+    let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    Ok((raw, raw_out))
 }
 
 /// What a transform run (Rust or Spark) wrote, before it is published.

@@ -24,7 +24,7 @@ use bitacora_core::{Config, Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::{Outcome, STEP, TransformParams, TransformReport, publish_run};
+use crate::{Outcome, STEP, TransformParams, TransformReport, publish_run, published_raw};
 
 /// Where the Spark job runs.
 enum Backend {
@@ -211,13 +211,7 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
     let tc = &config.transform;
     let backend = Backend::from_config(config)?;
     let lake = Lake::from_config(config)?;
-    let raw = Manifest::load(&lake, "extract", day)?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
-            lake.root()
-        ))
-    })?;
-    let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
+    let (raw, raw_out) = published_raw(&lake, day)?;
     if raw_out.files.iter().any(|f| !f.path.ends_with(".jsonl.gz")) {
         return Err(Error::config(
             "transform.engine",
