@@ -10,6 +10,8 @@ Settings (environment variable, else Airflow Variable of the same name in lower 
 - BITACORA_BIN_DIR: the folder of the step binaries (default: found on PATH).
 - BITACORA_START_DATE: first day of the schedule (YYYY-MM-DD, default 2026-11-01).
 - BITACORA_RETRIES: retries of a failed task (default 3, with exponential backoff).
+- BITACORA_RUNNER: how tasks run the steps: `bash` (default: the step binaries, with the templated
+  date) or `python` (the `bitacora` Python module, in the worker's process).
 
 Importing this file does no Rust work and no network I/O: it only declares the DAG.
 """
@@ -41,9 +43,13 @@ def _setting(name: str, default: str | None = None) -> str | None:
         return default
 
 
-def _tool(name: str) -> str:
+def _tool_path(name: str) -> str:
     bin_dir = _setting("BITACORA_BIN_DIR")
-    return shlex.quote(os.path.join(bin_dir, name) if bin_dir else name)
+    return os.path.join(bin_dir, name) if bin_dir else name
+
+
+def _tool(name: str) -> str:
+    return shlex.quote(_tool_path(name))
 
 
 def _config_arg() -> str:
@@ -51,14 +57,47 @@ def _config_arg() -> str:
     return f"--config {shlex.quote(config)}" if config else ""
 
 
-def step(task_id: str, tool: str) -> BashOperator:
-    """A step binary for the run's day; its JSON report (last stdout line) goes to XCom."""
+RUNNERS = ("bash", "python")
+RUNNER = _setting("BITACORA_RUNNER", "bash") or "bash"
+if RUNNER not in RUNNERS:
+    raise ValueError(f"BITACORA_RUNNER: unknown runner {RUNNER!r} (expected one of {', '.join(RUNNERS)})")
+
+
+def step(task_id: str, tool: str):
+    """One step for the run's day (an operator either way); its report goes to XCom: the binary's
+    JSON line, or the dict `bitacora.<task_id>()` returns."""
+    if RUNNER == "python":
+
+        @task(task_id=task_id)
+        def python_step(**context) -> dict:
+            import bitacora  # imported in the worker, never at parse time
+
+            return getattr(bitacora, task_id)(context["data_interval_start"], config=_setting("BITACORA_CONFIG"))
+
+        return python_step().operator
     return BashOperator(
         task_id=task_id,
         bash_command=f"{_tool(tool)} {_config_arg()} --date {DAY}",
         env={"BITACORA_PROGRESS": "0"},
         append_env=True,
     )
+
+
+def query_rows(sql: str) -> list[dict]:
+    """Rows of a read-only query, through the configured runner (JSON-compatible values)."""
+    config = _setting("BITACORA_CONFIG")
+    if RUNNER == "python":
+        import bitacora
+
+        return json.loads(json.dumps(bitacora.query(sql, config=config).to_pylist(), default=str))
+    import subprocess
+
+    cmd = [_tool_path("bitacora-query")]
+    cmd += ["--config", config] if config else []
+    out = subprocess.run([*cmd, "--format", "json", sql], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"bitacora-query failed: {out.stderr.strip()}")
+    return json.loads(out.stdout)
 
 
 with DAG(
@@ -81,13 +120,13 @@ with DAG(
     catalog = step("catalog", "bitacora-catalog")
 
     @task(retries=0)
-    def quality_gate(transform_report: str, **context) -> dict:
+    def quality_gate(transform_report, **context) -> dict:
         """Fails the run when the transform's invariant does not hold or the day's volume is far
         outside the recent days (less than a third, or more than three times, their median)."""
         import statistics
-        import subprocess
 
-        report = json.loads(transform_report)
+        # A JSON line from the binary, or the dict of the Python module.
+        report = json.loads(transform_report) if isinstance(transform_report, str) else transform_report
         if report.get("status") != "ok":
             raise ValueError(f"transform report is not ok: {report}")
         if report["events"] + report["quarantine"] + report["duplicates"] != report["read"]:
@@ -95,11 +134,7 @@ with DAG(
         day = report["date"]
         week_before = (datetime.fromisoformat(day) - timedelta(days=7)).date().isoformat()
         sql = f"SELECT dt, count(*) AS n FROM events WHERE dt < '{day}' AND dt >= '{week_before}' GROUP BY dt"
-        bin_dir, config = _setting("BITACORA_BIN_DIR"), _setting("BITACORA_CONFIG")
-        cmd = [os.path.join(bin_dir, "bitacora-query") if bin_dir else "bitacora-query"]
-        cmd += ["--config", config] if config else []
-        out = subprocess.run([*cmd, "--format", "json", sql], capture_output=True, text=True, check=True)
-        recent = [r["n"] for r in json.loads(out.stdout)]
+        recent = [r["n"] for r in query_rows(sql)]
         verdict = {"date": day, "events": report["events"], "recent_days": len(recent)}
         if len(recent) >= 3:
             median = statistics.median(recent)
@@ -109,12 +144,23 @@ with DAG(
         return verdict
 
     gate = quality_gate(transform.output)
-    queries = BashOperator(
-        task_id="named_queries",
-        bash_command=" && ".join(
-            f"echo '=== {q}' && {_tool('bitacora-query')} {_config_arg()} --named {q} --date {DAY} --format json" for q in NAMED
-        ),
-        env={"BITACORA_PROGRESS": "0"},
-        append_env=True,
-    )
+    if RUNNER == "python":
+
+        @task(task_id="named_queries")
+        def named_queries(**context) -> dict:
+            import bitacora
+
+            day, config = context["data_interval_start"], _setting("BITACORA_CONFIG")
+            return {q: json.loads(json.dumps(bitacora.named_query(q, day, config=config).to_pylist(), default=str)) for q in NAMED}
+
+        queries = named_queries()
+    else:
+        queries = BashOperator(
+            task_id="named_queries",
+            bash_command=" && ".join(
+                f"echo '=== {q}' && {_tool('bitacora-query')} {_config_arg()} --named {q} --date {DAY} --format json" for q in NAMED
+            ),
+            env={"BITACORA_PROGRESS": "0"},
+            append_env=True,
+        )
     extract >> transform >> catalog >> gate >> queries

@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Airflow 3 with Bitácora's DAGs and step binaries.
+# Airflow 3 with Bitácora's DAGs, the step binaries and the Python module (BITACORA_RUNNER picks one).
 #   docker build -f docker/Dockerfile -t bitacora . && docker build -f docker/airflow.Dockerfile -t bitacora-airflow .
 
 FROM bitacora AS bitacora
@@ -7,6 +7,8 @@ FROM bitacora AS bitacora
 FROM apache/airflow:3.3.2-python3.11
 COPY --from=bitacora /usr/local/bin/bitacora /usr/local/bin/bitacora-extract /usr/local/bin/bitacora-transform \
      /usr/local/bin/bitacora-catalog /usr/local/bin/bitacora-query /usr/local/bin/
+COPY --from=bitacora /opt/bitacora/wheels/ /tmp/wheels/
+RUN pip install --no-cache-dir /tmp/wheels/bitacora-*.whl
 COPY dags/ /opt/airflow/dags/
 ENV BITACORA_BIN_DIR=/usr/local/bin \
     BITACORA_CONFIG=/opt/bitacora/bitacora.toml \

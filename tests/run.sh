@@ -28,15 +28,30 @@ step "release binaries (with the AWS backends)"
 cargo build --release --workspace --bins --quiet "${features[@]}"
 
 step "cargo test"
-# The end-to-end tests run the step binaries as a scheduler would: build them first.
+# The end-to-end tests run the step binaries as a scheduler would: build them first. The Python
+# module (a cdylib for maturin, linked against no libpython) is tested through its wheel below.
 cargo build --workspace --bins --quiet "${features[@]}"
-cargo test --workspace --quiet "${features[@]}"
+cargo test --workspace --exclude bitacora-python --quiet "${features[@]}"
 
 step "python test environment ($venv)"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+
+step "python module: abi3 wheel (maturin, release profile, with the AWS backends)"
+wheels="$target/wheels"
+rm -f "$wheels"/bitacora-*.whl
+"$venv/bin/maturin" build --release -m pybindings/Cargo.toml --quiet -o "$wheels"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/bitacora-*.whl
+
+if ! command -v chromium >/dev/null 2>&1; then
+  step "chromium (Debian's package, for the Airflow UI test)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 step "pytest tests/"
 export BITACORA_BIN_DIR="$target/release"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from conftest import DAY, ROOT, bin_dir, run
 
 
@@ -31,12 +33,14 @@ def python(code, env, timeout=600):
     return proc.stdout
 
 
-def test_dag_imports_and_runs_a_day(tmp_path):
+@pytest.mark.parametrize("runner", ["bash", "python"])
+def test_dag_imports_and_runs_a_day(tmp_path, runner):
+    """Both runners: the step binaries (bash) and the `bitacora` Python module in the worker."""
     logs, lake = tmp_path / "logs", tmp_path / "lake"
     run("bitacora", "generate", "--date", DAY, "--events", "3000", "--out", str(logs), "--seed", "13")
     config = tmp_path / "bitacora.toml"
     config.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
-    env = {**airflow_env(tmp_path / "airflow"), "BITACORA_CONFIG": str(config)}
+    env = {**airflow_env(tmp_path / "airflow"), "BITACORA_CONFIG": str(config), "BITACORA_RUNNER": runner}
     (tmp_path / "airflow").mkdir()
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
 
@@ -54,7 +58,8 @@ def test_dag_imports_and_runs_a_day(tmp_path):
         after = datetime.fromisoformat("{DAY}").replace(tzinfo=timezone.utc) + timedelta(days=1)
         run = dag.test(logical_date=after)
         states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
-        print(json.dumps({{"states": states, "run_state": str(run.state), "parse_s": parse,
+        operators = {{t.task_id: type(t).__name__ for t in dag.tasks}}
+        print(json.dumps({{"states": states, "run_state": str(run.state), "parse_s": parse, "operators": operators,
                           "interval": [str(run.data_interval_start), str(run.data_interval_end)]}}))
         """,
         env,
@@ -62,6 +67,8 @@ def test_dag_imports_and_runs_a_day(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["states"] == {t: "success" for t in ["extract", "transform", "catalog", "quality_gate", "named_queries"]}, result
     assert result["interval"][0].startswith(DAY), result
+    kinds = {op for task_id, op in result["operators"].items() if task_id != "quality_gate"}
+    assert kinds == ({"BashOperator"} if runner == "bash" else {"_PythonDecoratedOperator"}), result["operators"]
     # The partition is queryable.
     rows = json.loads(run("bitacora-query", "--config", str(config), "--format", "json", "--named", "daily_active_users", "--date", DAY).stdout)
     assert rows and rows[0]["dt"] == DAY
@@ -88,12 +95,13 @@ def test_importing_the_dag_runs_nothing(tmp_path):
     assert r["catchup"] is True and r["max_active_runs"] == 4
 
 
-def test_a_failing_step_fails_its_task_with_the_steps_message(tmp_path):
+@pytest.mark.parametrize("runner", ["bash", "python"])
+def test_a_failing_step_fails_its_task_with_the_steps_message(tmp_path, runner):
     config = tmp_path / "bitacora.toml"
     config.write_text(f'[source]\npath = "{tmp_path / "no-such-logs"}"\n[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
     home = tmp_path / "airflow"
     home.mkdir()
-    env = {**airflow_env(home), "BITACORA_CONFIG": str(config), "BITACORA_RETRIES": "0"}
+    env = {**airflow_env(home), "BITACORA_CONFIG": str(config), "BITACORA_RETRIES": "0", "BITACORA_RUNNER": runner}
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
     code = f"""
         import json
@@ -109,3 +117,21 @@ def test_a_failing_step_fails_its_task_with_the_steps_message(tmp_path):
     assert result["transform"] == "upstream_failed", result
     logs = proc.stdout + proc.stderr + "".join(p.read_text(errors="replace") for p in home.rglob("*.log"))
     assert "source.path" in logs and "is not a folder" in logs
+    if runner == "python":
+        # The module's exception, with the same one-line message the binary prints.
+        assert "bitacora.errors.ConfigError: bad configuration: source.path:" in logs
+
+
+def test_an_unknown_runner_is_an_import_error_naming_the_setting(tmp_path):
+    env = {**airflow_env(tmp_path), "BITACORA_RUNNER": "spark-submit"}
+    out = python(
+        f"""
+        import json
+        from airflow.dag_processing.dagbag import DagBag
+        bag = DagBag(dag_folder={str(ROOT / "dags")!r})
+        print(json.dumps({{k: str(v) for k, v in bag.import_errors.items()}}))
+        """,
+        env,
+    )
+    errors = json.loads(out.strip().splitlines()[-1])
+    assert any("BITACORA_RUNNER" in e and "spark-submit" in e for e in errors.values()), errors

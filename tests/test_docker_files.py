@@ -12,6 +12,7 @@ from conftest import ROOT
 
 DOCKER = ROOT / "docker"
 BUILD = "cargo build --release --workspace --bins --features bitacora/aws"
+WHEEL = "maturin build --release -m pybindings/Cargo.toml"
 
 
 def copy_sources(dockerfile):
@@ -28,6 +29,14 @@ def test_dockerfiles_reference_existing_files_and_the_readme_build():
     text = (DOCKER / "Dockerfile").read_text()
     assert BUILD in text
     assert BUILD in (ROOT / "README.md").read_text()
+    # The wheel: built like the README says, installed in the Airflow image.
+    assert WHEEL in text and WHEEL in (ROOT / "README.md").read_text() and WHEEL in (ROOT / "tests" / "run.sh").read_text()
+    assert "/opt/bitacora/wheels/" in text and "pip install" in (DOCKER / "airflow.Dockerfile").read_text()
+    # Every workspace member is in the build context (cargo refuses a workspace with a missing member).
+    members = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"]
+    copied = list(copy_sources("Dockerfile"))
+    for member in members:
+        assert any(member == c.rstrip("/") or member.startswith(c.rstrip("/") + "/") for c in copied), member
     for binary in ["bitacora", "bitacora-extract", "bitacora-transform", "bitacora-catalog", "bitacora-query"]:
         assert f"target/release/{binary}" in text
         assert re.search(rf'name = "{binary}"', "".join(p.read_text() for p in ROOT.glob("tasks/*/Cargo.toml")))

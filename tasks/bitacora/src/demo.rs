@@ -71,7 +71,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     )
     .map_err(|e| Error::io("write", &config_path, e))?;
 
-    let report = crate::pipeline::run_days(&config, start, end)?;
+    let report = bitacora::pipeline::run_days(&config, start, end)?;
     let (mut read, mut events, mut quarantine, mut duplicates) = (0, 0, 0, 0);
     for d in &report.days {
         read += d.transform.read;

@@ -1,7 +1,7 @@
 //! `bitacora`: the umbrella command (`generate`, `run`, `demo`).
 
 mod demo;
-mod pipeline;
+use bitacora::pipeline;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

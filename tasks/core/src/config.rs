@@ -324,13 +324,13 @@ impl Config {
                 local.exists().then_some(local)
             }
         };
-        let mut table = match &path {
+        let (table, base) = match &path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|e| Error::ConfigFile {
                     path: p.clone(),
                     message: e.to_string(),
                 })?;
-                let mut t = parse_table(&text).map_err(|message| Error::ConfigFile {
+                let t = parse_table(&text).map_err(|message| Error::ConfigFile {
                     path: p.clone(),
                     message,
                 })?;
@@ -339,11 +339,22 @@ impl Config {
                     .map(Path::to_path_buf)
                     .filter(|b| !b.as_os_str().is_empty())
                     .unwrap_or_else(|| PathBuf::from("."));
-                resolve_paths(&mut t, &absolute(&base));
-                t
+                (t, base)
             }
-            None => toml::Table::new(),
+            None => (toml::Table::new(), PathBuf::from(".")),
         };
+        Self::load_table(table, &base, env)
+    }
+
+    /// Loads a configuration document given as data (the Python module's `config=dict`) exactly
+    /// like a file with that content in `base`: relative paths resolve against `base`, the
+    /// environment overrides apply on top.
+    pub fn load_table(
+        mut table: toml::Table,
+        base: &Path,
+        env: &[(String, String)],
+    ) -> Result<Config> {
+        resolve_paths(&mut table, &absolute(base));
         apply_env(&mut table, env)?;
         let mut config = Self::from_table(table)?;
         config.resolve_defaults_against(&absolute(Path::new(".")));

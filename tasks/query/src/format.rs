@@ -70,7 +70,10 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<String> {
         Format::Json => {
             let mut buf = Vec::new();
             {
-                let mut w = arrow::json::ArrayWriter::new(&mut buf);
+                // Every column in every row object, null or not (what a consumer indexes by name).
+                let mut w = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::JsonArray>(&mut buf);
                 w.write_batches(&batches).map_err(err("json"))?;
                 w.finish().map_err(err("json"))?;
             }
@@ -81,5 +84,55 @@ pub fn render(output: &QueryOutput, format: Format) -> Result<String> {
             text.push('\n');
             Ok(text)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn output(levels: Vec<Option<&str>>, counts: Vec<i64>) -> QueryOutput {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("level", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(levels)),
+                Arc::new(Int64Array::from(counts)),
+            ],
+        )
+        .expect("batch");
+        QueryOutput {
+            schema,
+            batches: vec![batch],
+        }
+    }
+
+    #[test]
+    fn json_rows_carry_every_column_nulls_included() {
+        let text = render(&output(vec![Some("ERROR"), None], vec![3, 4]), Format::Json).unwrap();
+        let rows: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            rows,
+            serde_json::json!([{"level": "ERROR", "n": 3}, {"level": null, "n": 4}])
+        );
+    }
+
+    #[test]
+    fn empty_results_keep_their_shape() {
+        let empty = output(vec![], vec![]);
+        assert_eq!(render(&empty, Format::Json).unwrap(), "[]\n");
+        assert_eq!(render(&empty, Format::Csv).unwrap(), "level,n\n");
+        assert_eq!(
+            render(&empty, Format::Table).unwrap(),
+            "level | n\n(0 rows)\n"
+        );
     }
 }

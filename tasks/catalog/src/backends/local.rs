@@ -34,13 +34,12 @@ impl LocalCatalog {
         let Some(bytes) = self.lake.get_opt(path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Metadata {
-                what: "catalog document",
-                location: self.lake.url_of(path),
-                message: format!("unreadable: {e}"),
-            })
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            Error::Catalog(format!(
+                "catalog document {}: unreadable: {e}",
+                self.lake.url_of(path)
+            ))
+        })
     }
 
     fn upsert<T: Serialize + DeserializeOwned + PartialEq>(
