@@ -50,7 +50,8 @@ def test_athena_results_are_typed_and_rendered(aws, tmp_path):
     assert out == [
         {"dt": "2026-11-02", "events": 1200, "errors": 7, "rate": 0.58, "flag": True, "day": "2026-11-02",
          "at": "2026-11-02T10:15:00.250", "amount": "12.50"},
-        {"dt": "2026-11-03", "events": 900, "rate": 0.15, "flag": False, "day": "2026-11-03", "at": "2026-11-03T00:00:00"},
+        {"dt": "2026-11-03", "events": 900, "errors": None, "rate": 0.15, "flag": False, "day": "2026-11-03",
+         "at": "2026-11-03T00:00:00", "amount": None},
     ]
 
     seed(aws["env"]["AWS_ENDPOINT_URL"], ROWS)

@@ -92,6 +92,21 @@ fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T> + Send) ->
     py.detach(work).map_err(|e| py_error(py, e))
 }
 
+/// A step for one day: configuration, day, the step's report as JSON; the GIL released throughout.
+fn day_step<R: Serialize>(
+    py: Python<'_>,
+    date: &str,
+    config_path: Option<PathBuf>,
+    config_doc: Option<String>,
+    step: impl FnOnce(&Config, Day) -> Result<R> + Send,
+) -> PyResult<String> {
+    let date = date.to_owned();
+    detached(py, move || {
+        let config = load_config(config_path, config_doc)?;
+        to_json(&step(&config, parse_day(&date)?)?)
+    })
+}
+
 #[pyfunction]
 #[pyo3(signature = (date, *, config_path=None, config_doc=None, force=false))]
 fn extract(
@@ -101,12 +116,9 @@ fn extract(
     config_doc: Option<String>,
     force: bool,
 ) -> PyResult<String> {
-    let date = date.to_owned();
-    detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
-        let mut params = bitacora_extract::ExtractParams::new(parse_day(&date)?);
-        params.force = force;
-        to_json(&bitacora_extract::run(&config, &params)?)
+    day_step(py, date, config_path, config_doc, |config, date| {
+        let params = bitacora_extract::ExtractParams { date, force };
+        bitacora_extract::run(config, &params)
     })
 }
 
@@ -118,13 +130,8 @@ fn transform(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<String> {
-    let date = date.to_owned();
-    detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
-        let params = bitacora_transform::TransformParams {
-            date: parse_day(&date)?,
-        };
-        to_json(&bitacora_transform::run(&config, &params)?)
+    day_step(py, date, config_path, config_doc, |config, date| {
+        bitacora_transform::run(config, &bitacora_transform::TransformParams { date })
     })
 }
 
@@ -136,13 +143,8 @@ fn catalog(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<String> {
-    let date = date.to_owned();
-    detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
-        let params = bitacora_catalog::CatalogParams {
-            date: parse_day(&date)?,
-        };
-        to_json(&bitacora_catalog::run(&config, &params)?)
+    day_step(py, date, config_path, config_doc, |config, date| {
+        bitacora_catalog::run(config, &bitacora_catalog::CatalogParams { date })
     })
 }
 
