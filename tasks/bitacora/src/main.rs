@@ -53,6 +53,9 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+#[global_allocator]
+static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
+
 fn main() -> ExitCode {
     let args = match cli::parse_args::<Args>(TOOL) {
         Ok(a) => a,

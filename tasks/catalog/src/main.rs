@@ -2,6 +2,9 @@ use std::process::ExitCode;
 
 use bitacora_catalog::{CatalogParams, run};
 
+#[global_allocator]
+static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
+
 fn main() -> ExitCode {
     bitacora_core::cli::day_step_main(
         "bitacora-catalog",

@@ -37,3 +37,6 @@ pub mod source;
 pub use config::Config;
 pub use date::Day;
 pub use error::{Error, Result};
+/// The global allocator of the Bitácora binaries (each `main.rs` declares it; libraries and the
+/// Python module leave the host's allocator alone).
+pub use mimalloc::MiMalloc as Allocator;

@@ -10,6 +10,9 @@ struct Extra {
     force: bool,
 }
 
+#[global_allocator]
+static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
+
 fn main() -> ExitCode {
     bitacora_core::cli::day_step_main_with(
         "bitacora-extract",

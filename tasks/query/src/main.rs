@@ -72,6 +72,9 @@ fn run(args: &Args) -> Result<String> {
     render(&output, args.format)
 }
 
+#[global_allocator]
+static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
+
 fn main() -> ExitCode {
     cli::init_logging();
     let args = match cli::parse_args::<Args>(TOOL) {
