@@ -31,21 +31,35 @@ NAMED = ["events_per_type", "daily_active_users", "error_rate_by_version", "p95_
 DAY = "{{ data_interval_start | ds }}"
 
 
-def _setting(name: str, default: str | None = None) -> str | None:
+def _setting(name: str, default: str | None = None, *, strict: bool = False) -> str | None:
+    """The environment variable `name`, else the Airflow Variable `name.lower()`, else `default`.
+
+    At parse time (strict=False) a Variable that cannot be read — no Airflow context, say — counts
+    as unset; inside a task (strict=True) the failure is the task's."""
     value = os.environ.get(name)
     if value:
         return value
-    try:  # Variables are read at parse time only when the environment does not set the value.
-        from airflow.sdk import Variable
+    from airflow.sdk import Variable
 
+    if strict:
+        return Variable.get(name.lower(), default=default)
+    try:
         return Variable.get(name.lower(), default=default)
     except Exception:
         return default
 
 
+# Read once per parse.
+CONFIG = _setting("BITACORA_CONFIG")
+BIN_DIR = _setting("BITACORA_BIN_DIR")
+RUNNERS = ("bash", "python")
+RUNNER = _setting("BITACORA_RUNNER", "bash") or "bash"
+if RUNNER not in RUNNERS:
+    raise ValueError(f"BITACORA_RUNNER: unknown runner {RUNNER!r} (expected one of {', '.join(RUNNERS)})")
+
+
 def _tool_path(name: str) -> str:
-    bin_dir = _setting("BITACORA_BIN_DIR")
-    return os.path.join(bin_dir, name) if bin_dir else name
+    return os.path.join(BIN_DIR, name) if BIN_DIR else name
 
 
 def _tool(name: str) -> str:
@@ -53,26 +67,36 @@ def _tool(name: str) -> str:
 
 
 def _config_arg() -> str:
-    config = _setting("BITACORA_CONFIG")
-    return f"--config {shlex.quote(config)}" if config else ""
+    # Without it, the binary reads BITACORA_CONFIG from the worker's environment.
+    return f"--config {shlex.quote(CONFIG)}" if CONFIG else ""
 
 
-RUNNERS = ("bash", "python")
-RUNNER = _setting("BITACORA_RUNNER", "bash") or "bash"
-if RUNNER not in RUNNERS:
-    raise ValueError(f"BITACORA_RUNNER: unknown runner {RUNNER!r} (expected one of {', '.join(RUNNERS)})")
+def _module():
+    """The `bitacora` module and the configuration, inside a task (never at parse time)."""
+    import bitacora
+    from airflow.sdk.exceptions import AirflowFailException
+
+    config = _setting("BITACORA_CONFIG", strict=True)
+    if not config:
+        raise AirflowFailException("BITACORA_CONFIG is not set (environment, or the Airflow Variable bitacora_config)")
+    return bitacora, config
 
 
 def step(task_id: str, tool: str):
     """One step for the run's day (an operator either way); its report goes to XCom: the binary's
-    JSON line, or the dict `bitacora.<task_id>()` returns."""
+    JSON line, or the dict `bitacora.<task_id>()` returns. With the module, a configuration error
+    fails the task without retries (retrying cannot fix it)."""
     if RUNNER == "python":
 
         @task(task_id=task_id)
         def python_step(**context) -> dict:
-            import bitacora  # imported in the worker, never at parse time
+            from airflow.sdk.exceptions import AirflowFailException
 
-            return getattr(bitacora, task_id)(context["data_interval_start"], config=_setting("BITACORA_CONFIG"))
+            bitacora, config = _module()
+            try:
+                return getattr(bitacora, task_id)(context["data_interval_start"], config=config)
+            except bitacora.ConfigError as e:
+                raise AirflowFailException(f"{type(e).__name__}: {e}") from e
 
         return python_step().operator
     return BashOperator(
@@ -85,15 +109,13 @@ def step(task_id: str, tool: str):
 
 def query_rows(sql: str) -> list[dict]:
     """Rows of a read-only query, through the configured runner (JSON-compatible values)."""
-    config = _setting("BITACORA_CONFIG")
     if RUNNER == "python":
-        import bitacora
-
+        bitacora, config = _module()
         return json.loads(json.dumps(bitacora.query(sql, config=config).to_pylist(), default=str))
     import subprocess
 
     cmd = [_tool_path("bitacora-query")]
-    cmd += ["--config", config] if config else []
+    cmd += ["--config", CONFIG] if CONFIG else []
     out = subprocess.run([*cmd, "--format", "json", sql], capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(f"bitacora-query failed: {out.stderr.strip()}")
@@ -148,9 +170,8 @@ with DAG(
 
         @task(task_id="named_queries")
         def named_queries(**context) -> dict:
-            import bitacora
-
-            day, config = context["data_interval_start"], _setting("BITACORA_CONFIG")
+            bitacora, config = _module()
+            day = context["data_interval_start"]
             return {q: json.loads(json.dumps(bitacora.named_query(q, day, config=config).to_pylist(), default=str)) for q in NAMED}
 
         queries = named_queries()

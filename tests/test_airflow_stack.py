@@ -137,11 +137,23 @@ def stack(tmp_path_factory):
         s.days, s.lake = days, lake
         yield s
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
+        # The whole process group: the scheduler, API server and task processes too.
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.time() + grace
+            while time.time() < deadline:  # children outlive the parent for a moment
+                try:
+                    os.killpg(proc.pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.5)
         log.close()
 
 

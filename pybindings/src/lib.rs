@@ -18,22 +18,25 @@ use serde::Serialize;
 
 /// Where the configuration comes from: a file, a document (JSON text of a dict), or the lookup
 /// order of the binaries (`BITACORA_CONFIG`, `./bitacora.toml`, defaults).
-fn load_config(path: Option<PathBuf>, doc: Option<String>) -> Result<Config> {
-    let env: Vec<(String, String)> = std::env::vars().collect();
+fn load_config(
+    path: Option<PathBuf>,
+    doc: Option<String>,
+    env: &[(String, String)],
+) -> Result<Config> {
     match (path, doc) {
         (Some(_), Some(_)) => Err(Error::Usage(
             "give the configuration as a path or as a dict, not both".into(),
         )),
-        (Some(p), None) => Config::load_with_env(Some(&p), &env),
+        (Some(p), None) => Config::load_with_env(Some(&p), env),
         (None, Some(text)) => {
             let table: toml::Table =
                 serde_json::from_str(&text).map_err(|e| Error::ConfigFile {
                     path: PathBuf::from("<dict>"),
                     message: one_line(&e.to_string()),
                 })?;
-            Config::load_table(table, &PathBuf::from("."), &env)
+            Config::load_table(table, &PathBuf::from("."), env)
         }
-        (None, None) => Config::load_with_env(None, &env),
+        (None, None) => Config::load_with_env(None, env),
     }
 }
 
@@ -59,16 +62,10 @@ fn error_class(e: &Error) -> &'static str {
         | Error::NotFound(_) => "StorageError",
         Error::Catalog(_) => "CatalogError",
         Error::Query(_) => "QueryError",
-        Error::Aws {
-            service, operation, ..
-        } => match *service {
-            "logs" => "SourceError",
-            "s3" | "kms" => "StorageError",
-            // Glue is also where the Spark transform runs (StartJobRun, GetJobRun).
-            "glue" if !operation.contains("JobRun") => "CatalogError",
-            "athena" => "QueryError",
-            _ => "BitacoraError",
-        },
+        // The steps wrap what fails in CloudWatch Logs, Glue's catalog and Athena as source,
+        // catalog and query errors; the AWS errors left are the lake's (S3, KMS) and Spark jobs'.
+        Error::Aws { service, .. } if matches!(*service, "s3" | "kms") => "StorageError",
+        Error::Aws { .. } => "BitacoraError",
         Error::Invariant(_) | Error::External { .. } => "BitacoraError",
     }
 }
@@ -87,7 +84,16 @@ fn py_error(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
-/// Runs `work` with the GIL released and maps its error.
+/// The process environment, read while the GIL is held (Python code changes it through
+/// `os.environ` under the GIL); variables that are not UTF-8 cannot be settings and are skipped.
+fn environment() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect()
+}
+
+/// Runs `work` with the GIL released and maps its error. Signals (Ctrl-C, Airflow's SIGTERM) are
+/// handled by Python when the step returns.
 fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T> + Send) -> PyResult<T> {
     py.detach(work).map_err(|e| py_error(py, e))
 }
@@ -100,9 +106,9 @@ fn day_step<R: Serialize>(
     config_doc: Option<String>,
     step: impl FnOnce(&Config, Day) -> Result<R> + Send,
 ) -> PyResult<String> {
-    let date = date.to_owned();
+    let (date, env) = (date.to_owned(), environment());
     detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
+        let config = load_config(config_path, config_doc, &env)?;
         to_json(&step(&config, parse_day(&date)?)?)
     })
 }
@@ -157,9 +163,9 @@ fn run(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<String> {
-    let (start, end) = (start.to_owned(), end.to_owned());
+    let (start, end, env) = (start.to_owned(), end.to_owned(), environment());
     detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
+        let config = load_config(config_path, config_doc, &env)?;
         let report = bitacora::pipeline::run_days(&config, parse_day(&start)?, parse_day(&end)?)?;
         to_json(&report)
     })
@@ -200,9 +206,9 @@ fn query<'py>(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let sql = sql.to_owned();
+    let (sql, env) = (sql.to_owned(), environment());
     let out = detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
+        let config = load_config(config_path, config_doc, &env)?;
         bitacora_query::query(&config, &sql)
     })?;
     arrow_table(py, out)
@@ -217,10 +223,10 @@ fn named_query<'py>(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let name = name.to_owned();
+    let (name, env) = (name.to_owned(), environment());
     let date = date.map(str::to_owned);
     let out = detached(py, move || {
-        let config = load_config(config_path, config_doc)?;
+        let config = load_config(config_path, config_doc, &env)?;
         let date = date.as_deref().map(parse_day).transpose()?;
         bitacora_query::named(&config, &name, date)
     })?;

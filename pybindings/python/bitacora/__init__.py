@@ -11,13 +11,14 @@ the report the binary prints (a ``dict``)::
     table = bitacora.query("SELECT event_type, count(*) AS n FROM bitacora.events GROUP BY 1")
 
 ``config`` is a path to a TOML file, a ``dict`` with the same sections (read like a file with that
-content in the working directory), or ``None`` for the binaries' lookup order (``BITACORA_CONFIG``,
+content in the working directory; a key set to ``None`` is left unset), or ``None`` for the binaries' lookup order (``BITACORA_CONFIG``,
 ``./bitacora.toml``, then the embedded defaults). ``BITACORA_*`` environment overrides apply in
 every case. Dates are ``datetime.date`` objects or ``YYYY-MM-DD`` strings; an aware ``datetime``
 (Airflow's ``data_interval_start``) counts by its UTC day.
 
 The module is safe to import before a ``fork()`` (Airflow's workers): the Rust runtime and the AWS
-clients are created lazily in each process.
+clients are created lazily in each process. While a step runs, the GIL is released; signals such as
+Ctrl-C are handled when it returns. Logs go to stderr (``BITACORA_LOG``, default ``warn``).
 """
 
 from __future__ import annotations
@@ -82,13 +83,20 @@ def _day(value: DateLike, name: str = "date") -> str:
     raise TypeError(f"{name} must be a datetime.date or a 'YYYY-MM-DD' string, not {type(value).__name__}")
 
 
+def _without_none(value: Any) -> Any:
+    # TOML has no null: a key set to None means "not set" (its default applies).
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _config(config: ConfigLike) -> dict[str, str]:
     if config is None:
         return {}
     if isinstance(config, (str, _os.PathLike)):
         return {"config_path": _os.fspath(config)}
     if isinstance(config, Mapping):
-        return {"config_doc": _json.dumps(config, default=_os.fspath)}
+        return {"config_doc": _json.dumps(_without_none(config), default=_os.fspath)}
     raise TypeError(f"config must be a path, a mapping or None, not {type(config).__name__}")
 
 

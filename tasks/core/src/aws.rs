@@ -19,15 +19,25 @@ static SDK: Mutex<Option<(u32, SdkConfig)>> = Mutex::new(None);
 /// The SDK configuration of this process.
 pub fn sdk_config() -> SdkConfig {
     let pid = std::process::id();
-    let mut guard = SDK.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((owner, config)) = guard.as_ref()
-        && *owner == pid
     {
-        return config.clone();
+        let guard = SDK.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((owner, config)) = guard.as_ref()
+            && *owner == pid
+        {
+            return config.clone();
+        }
     }
+    // Loaded without the lock held (it may call the network for credentials): a fork() while
+    // another thread loads must not leave the child a lock that nobody will release.
     let config = block_on(aws_config::defaults(BehaviorVersion::latest()).load());
-    *guard = Some((pid, config.clone()));
-    config
+    let mut guard = SDK.lock().unwrap_or_else(|p| p.into_inner());
+    match guard.as_ref() {
+        Some((owner, first)) if *owner == pid => first.clone(),
+        _ => {
+            *guard = Some((pid, config.clone()));
+            config
+        }
+    }
 }
 
 /// The endpoint override of the environment (`AWS_ENDPOINT_URL`), if any.
