@@ -2,7 +2,8 @@
 triggerer; SQLite metadata DB, LocalExecutor), driven as an operator would: a backfill of three past
 days with `airflow backfill create` produces three partitions, re-running a day through a second
 backfill changes nothing, and the DAG's page in the UI (headless Chromium) shows the DAG and its
-tasks. The screenshot is kept in tests/artifacts/ (BITACORA_ARTIFACTS overrides)."""
+tasks. Both runners (step binaries; the Python module in Airflow's forked task processes). The
+screenshots are kept in tests/artifacts/ (BITACORA_ARTIFACTS overrides)."""
 
 from __future__ import annotations
 
@@ -81,9 +82,12 @@ class Stack:
             time.sleep(3)
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    base = tmp_path_factory.mktemp("airflow-stack")
+@pytest.fixture(scope="module", params=["bash", "python"])
+def stack(tmp_path_factory, request):
+    """A running Airflow per runner: the python runner's tasks call the module in the task
+    processes Airflow's supervisor forks (the real fork path, unlike dag.test())."""
+    runner = request.param
+    base = tmp_path_factory.mktemp(f"airflow-stack-{runner}")
     days = _days()
     logs, lake, home = base / "logs", base / "lake", base / "airflow"
     home.mkdir()
@@ -111,6 +115,7 @@ def stack(tmp_path_factory):
         "BITACORA_CONFIG": str(config),
         "BITACORA_START_DATE": days[0],
         "BITACORA_RETRIES": "0",
+        "BITACORA_RUNNER": runner,
         "BITACORA_LOG": "warn",
     }
     log = open(home / "standalone.log", "w")
@@ -134,7 +139,7 @@ def stack(tmp_path_factory):
             if time.time() > deadline:
                 pytest.fail(f"the DAG processor did not load {DAG_ID}\n{s.log_tail()}")
             time.sleep(3)
-        s.days, s.lake = days, lake
+        s.days, s.lake, s.runner = days, lake, runner
         yield s
     finally:
         # The whole process group: the scheduler, API server and task processes too.
@@ -215,7 +220,7 @@ def test_the_dag_page_shows_the_dag_and_its_tasks(stack, request):
         pytest.fail("Chromium is not installed (tests/run.sh installs Debian's chromium package)")
     artifacts = Path(os.environ.get("BITACORA_ARTIFACTS", ROOT / "tests" / "artifacts"))
     artifacts.mkdir(parents=True, exist_ok=True)
-    screenshot = artifacts / "airflow-dag-page.png"
+    screenshot = artifacts / f"airflow-dag-page-{stack.runner}.png"
     screenshot.unlink(missing_ok=True)
     url = f"{stack.url}/dags/{DAG_ID}/tasks"
     flags = [
