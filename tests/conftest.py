@@ -40,6 +40,32 @@ def named_answers(config, day: str, env: dict | None = None) -> dict:
     }
 
 
+def local_config(path: Path, logs: Path, lake: Path, key: Path) -> Path:
+    """Writes an embedded-default configuration (file source, local lake, envelope encryption)."""
+    path.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n[encryption]\nmode = "envelope"\nkey_file = "{key}"\n')
+    return path
+
+
+def manifest(lake: Path, step: str, day: str = DAY) -> dict:
+    """The published manifest of a step for a day in a local lake."""
+    return json.loads((lake / "_manifests" / step / f"dt={day}.json").read_text())
+
+
+def airflow_env(home: Path) -> dict:
+    """The environment of an Airflow 3 with its home and SQLite metadata DB in `home`, Bitácora's
+    DAG folder and the release binaries."""
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "BITACORA_BIN_DIR": str(bin_dir()),
+        "BITACORA_LOG": "warn",
+    }
+
+
 def s3_keys(s3, bucket: str, prefix: str = "") -> list[str]:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
@@ -52,11 +78,7 @@ def processed_day(tmp_path_factory):
     """A generated day run through extract → transform → catalog; yields paths and reports."""
     base = tmp_path_factory.mktemp("bitacora")
     logs, lake = base / "logs", base / "lake"
-    config = base / "bitacora.toml"
-    config.write_text(
-        f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n'
-        f'[encryption]\nmode = "envelope"\nkey_file = "{base / "lake.key"}"\n'
-    )
+    config = local_config(base / "bitacora.toml", logs, lake, base / "lake.key")
     gen = json.loads(run("bitacora", "generate", "--date", DAY, "--events", "30000", "--out", str(logs), "--seed", "5").stdout)
     report = json.loads(run("bitacora", "--config", str(config), "run", "--from", DAY, "--to", DAY).stdout)
     return {"base": base, "lake": lake, "config": config, "generate": gen, "run": report}
@@ -64,7 +86,7 @@ def processed_day(tmp_path_factory):
 
 # ------------------------------------------------------------------ a local AWS endpoint (moto)
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as s:
@@ -79,7 +101,7 @@ def moto_server():
     import time
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -4,27 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from conftest import DAY, ROOT, bin_dir, run
-
-
-def airflow_env(home):
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-        "BITACORA_BIN_DIR": str(bin_dir()),
-        "BITACORA_LOG": "warn",
-    }
+from conftest import DAY, ROOT, airflow_env, local_config, run
 
 
 def python(code, env, timeout=600):
@@ -38,8 +24,7 @@ def test_dag_imports_and_runs_a_day(tmp_path, runner):
     """Both runners: the step binaries (bash) and the `bitacora` Python module in the worker."""
     logs, lake = tmp_path / "logs", tmp_path / "lake"
     run("bitacora", "generate", "--date", DAY, "--events", "3000", "--out", str(logs), "--seed", "13")
-    config = tmp_path / "bitacora.toml"
-    config.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
+    config = local_config(tmp_path / "bitacora.toml", logs, lake, tmp_path / "k")
     # The configuration comes from the environment (bash) or from an Airflow Variable (python run;
     # AIRFLOW_VAR_* is how a deployment's secrets backend or env provides Variables).
     setting = "BITACORA_CONFIG" if runner == "bash" else "AIRFLOW_VAR_BITACORA_CONFIG"
@@ -103,8 +88,7 @@ def test_importing_the_dag_runs_nothing(tmp_path, runner):
 
 @pytest.mark.parametrize("runner", ["bash", "python"])
 def test_a_failing_step_fails_its_task_with_the_steps_message(tmp_path, runner):
-    config = tmp_path / "bitacora.toml"
-    config.write_text(f'[source]\npath = "{tmp_path / "no-such-logs"}"\n[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
+    config = local_config(tmp_path / "bitacora.toml", tmp_path / "no-such-logs", tmp_path / "lake", tmp_path / "k")
     home = tmp_path / "airflow"
     home.mkdir()
     # With the module, a configuration error fails at once despite retries (retrying cannot fix it).

@@ -21,18 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NAMED, ROOT, bin_dir, named_answers, run
+from conftest import NAMED, ROOT, airflow_env, free_port, local_config, manifest, named_answers, run
 
 TASKS = ["extract", "transform", "catalog", "quality_gate", "named_queries"]
 DAG_ID = "bitacora_daily"
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _days() -> list[str]:
@@ -49,8 +41,11 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def airflow_proc(self, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+
     def airflow(self, *args: str, timeout: int = 120) -> str:
-        proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        proc = self.airflow_proc(*args, timeout=timeout)
         assert proc.returncode == 0, f"airflow {' '.join(args)}: {proc.stdout[-2000:]}{proc.stderr[-4000:]}"
         return proc.stdout
 
@@ -93,30 +88,22 @@ def stack(tmp_path_factory, request):
     home.mkdir()
     for i, day in enumerate(days):
         run("bitacora", "generate", "--date", day, "--events", str(3000 + 500 * i), "--out", str(logs), "--seed", str(20 + i))
-    config = base / "bitacora.toml"
-    config.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{lake}"\n[encryption]\nkey_file = "{base / "lake.key"}"\n')
-    port = _free_port()
+    config = local_config(base / "bitacora.toml", logs, lake, base / "lake.key")
+    port = free_port()
     env = {
-        **os.environ,
+        **airflow_env(home),
         "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__PARALLELISM": "4",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-        "BITACORA_BIN_DIR": str(bin_dir()),
         "BITACORA_CONFIG": str(config),
         "BITACORA_START_DATE": days[0],
         "BITACORA_RETRIES": "0",
         "BITACORA_RUNNER": runner,
-        "BITACORA_LOG": "warn",
     }
     log = open(home / "standalone.log", "w")
     # Its own process group: the scheduler ignores a TERM sent to the parent alone.
@@ -162,10 +149,9 @@ def stack(tmp_path_factory, request):
         log.close()
 
 
-def _events_files(lake: Path, day: str) -> dict[str, str]:
+def _events_files(lake: Path, day: str) -> list[str]:
     """Content hashes of the day's published events files (the run folder differs between runs)."""
-    manifest = json.loads((lake / "_manifests" / "transform" / f"dt={day}.json").read_text())
-    files = manifest["outputs"]["events"]["files"]
+    files = manifest(lake, "transform", day)["outputs"]["events"]["files"]
     return sorted(hashlib.sha256((lake / f["path"]).read_bytes()).hexdigest() for f in files)
 
 
@@ -192,11 +178,11 @@ def test_backfill_of_three_days_then_a_rerun_changes_nothing(stack):
     # Re-run the middle day through a second backfill that reprocesses completed runs.
     day = days[1]
     before = (named_answers(stack.config, day), _events_files(lake, day))
-    first_transform = json.loads((lake / "_manifests" / "transform" / f"dt={day}.json").read_text())["run_id"]
+    first_transform = manifest(lake, "transform", day)["run_id"]
     rerun_args = ["backfill", "create", "--dag-id", DAG_ID, "--from-date", day, "--to-date", day, "--reprocess-behavior", "completed"]
     deadline = time.time() + 120
     while True:  # the scheduler marks the first backfill complete shortly after its last run
-        proc = subprocess.run([sys.executable, "-m", "airflow", *rerun_args], env=stack.env, capture_output=True, text=True, timeout=120)
+        proc = stack.airflow_proc(*rerun_args)
         if proc.returncode == 0:
             break
         if "Another backfill is running" not in proc.stdout + proc.stderr or time.time() > deadline:
@@ -204,7 +190,7 @@ def test_backfill_of_three_days_then_a_rerun_changes_nothing(stack):
         time.sleep(3)
     rerun = {r["run_id"] for r in stack.runs() if r["logical_date"][:10] == day}
     deadline = time.time() + 120
-    while json.loads((lake / "_manifests" / "transform" / f"dt={day}.json").read_text())["run_id"] == first_transform:
+    while manifest(lake, "transform", day)["run_id"] == first_transform:
         if time.time() > deadline:
             pytest.fail(f"the re-run did not publish a new transform run\n{stack.log_tail()}")
         time.sleep(2)

@@ -8,7 +8,7 @@ import glob
 import gzip
 import json
 
-from conftest import named_answers, run
+from conftest import local_config, named_answers, run
 
 # CloudWatch refuses events older than 14 days: use a recent, settled day.
 DAY = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=2)).isoformat()
@@ -50,8 +50,7 @@ def test_cloudwatch_day_gives_the_embedded_answers(aws, tmp_path):
     put = put_day(aws["client"]("logs"), logs)
     assert put == gen["records"]
 
-    embedded = tmp_path / "embedded.toml"
-    embedded.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{tmp_path / "lake1"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
+    embedded = local_config(tmp_path / "embedded.toml", logs, tmp_path / "lake1", tmp_path / "k")
     run("bitacora", "--config", str(embedded), "run", "--from", DAY, "--to", DAY)
 
     config = tmp_path / "cw.toml"

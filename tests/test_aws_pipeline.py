@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import named_answers, run, s3_keys
+from conftest import local_config, named_answers, run, s3_keys
 from faultproxy import FaultProxy
 from test_aws_cloudwatch import DAY, GROUP, put_day
 
@@ -37,8 +37,7 @@ def test_cloudwatch_to_s3_sse_kms_and_glue(aws, tmp_path):
     s3.create_bucket(Bucket="acme-logs")
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
 
-    embedded = tmp_path / "embedded.toml"
-    embedded.write_text(f'[source]\npath = "{logs}"\n[lake]\nroot = "{tmp_path / "lake"}"\n[encryption]\nkey_file = "{tmp_path / "k"}"\n')
+    embedded = local_config(tmp_path / "embedded.toml", logs, tmp_path / "lake", tmp_path / "k")
     run("bitacora", "--config", str(embedded), "run", "--from", DAY, "--to", DAY)
 
     config = tmp_path / "aws.toml"

@@ -9,7 +9,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import DAY, run
+from conftest import DAY, manifest, run
 
 EVENTS_COLUMNS = [
     ("event_id", pa.string()),
@@ -32,10 +32,6 @@ EVENTS_COLUMNS = [
     ("message", pa.string()),
     ("properties", pa.string()),
 ]
-
-
-def manifest(lake, step):
-    return json.loads((lake / "_manifests" / step / f"dt={DAY}.json").read_text())
 
 
 def event_files(processed_day):

@@ -98,7 +98,20 @@ fn detached<T: Send>(py: Python<'_>, work: impl FnOnce() -> Result<T> + Send) ->
     py.detach(work).map_err(|e| py_error(py, e))
 }
 
-/// A step for one day: configuration, day, the step's report as JSON; the GIL released throughout.
+/// Runs `work` on the configuration; loading it is part of the work (the GIL released).
+fn with_config<T: Send>(
+    py: Python<'_>,
+    config_path: Option<PathBuf>,
+    config_doc: Option<String>,
+    work: impl FnOnce(&Config) -> Result<T> + Send,
+) -> PyResult<T> {
+    let env = environment();
+    detached(py, move || {
+        work(&load_config(config_path, config_doc, &env)?)
+    })
+}
+
+/// A step for one day: the step's report as JSON.
 fn day_step<R: Serialize>(
     py: Python<'_>,
     date: &str,
@@ -106,10 +119,9 @@ fn day_step<R: Serialize>(
     config_doc: Option<String>,
     step: impl FnOnce(&Config, Day) -> Result<R> + Send,
 ) -> PyResult<String> {
-    let (date, env) = (date.to_owned(), environment());
-    detached(py, move || {
-        let config = load_config(config_path, config_doc, &env)?;
-        to_json(&step(&config, parse_day(&date)?)?)
+    let date = date.to_owned();
+    with_config(py, config_path, config_doc, move |config| {
+        to_json(&step(config, parse_day(&date)?)?)
     })
 }
 
@@ -163,10 +175,9 @@ fn run(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<String> {
-    let (start, end, env) = (start.to_owned(), end.to_owned(), environment());
-    detached(py, move || {
-        let config = load_config(config_path, config_doc, &env)?;
-        let report = bitacora::pipeline::run_days(&config, parse_day(&start)?, parse_day(&end)?)?;
+    let (start, end) = (start.to_owned(), end.to_owned());
+    with_config(py, config_path, config_doc, move |config| {
+        let report = bitacora::pipeline::run_days(config, parse_day(&start)?, parse_day(&end)?)?;
         to_json(&report)
     })
 }
@@ -206,10 +217,9 @@ fn query<'py>(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (sql, env) = (sql.to_owned(), environment());
-    let out = detached(py, move || {
-        let config = load_config(config_path, config_doc, &env)?;
-        bitacora_query::query(&config, &sql)
+    let sql = sql.to_owned();
+    let out = with_config(py, config_path, config_doc, move |config| {
+        bitacora_query::query(config, &sql)
     })?;
     arrow_table(py, out)
 }
@@ -223,12 +233,10 @@ fn named_query<'py>(
     config_path: Option<PathBuf>,
     config_doc: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let (name, env) = (name.to_owned(), environment());
-    let date = date.map(str::to_owned);
-    let out = detached(py, move || {
-        let config = load_config(config_path, config_doc, &env)?;
+    let (name, date) = (name.to_owned(), date.map(str::to_owned));
+    let out = with_config(py, config_path, config_doc, move |config| {
         let date = date.as_deref().map(parse_day).transpose()?;
-        bitacora_query::named(&config, &name, date)
+        bitacora_query::named(config, &name, date)
     })?;
     arrow_table(py, out)
 }
