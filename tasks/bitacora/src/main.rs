@@ -57,6 +57,7 @@ enum Command {
 static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
 
 fn main() -> ExitCode {
+    bitacora_core::process::init();
     let args = match cli::parse_args::<Args>(TOOL) {
         Ok(a) => a,
         Err(code) => return code,

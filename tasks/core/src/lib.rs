@@ -27,6 +27,7 @@ pub mod manifest;
 pub mod model;
 pub mod normalize;
 pub mod parallel;
+pub mod process;
 pub mod progress;
 pub mod query;
 pub mod raw;
@@ -37,6 +38,4 @@ pub mod source;
 pub use config::Config;
 pub use date::Day;
 pub use error::{Error, Result};
-/// The global allocator of the Bitácora binaries (each `main.rs` declares it; libraries and the
-/// Python module leave the host's allocator alone).
-pub use mimalloc::MiMalloc as Allocator;
+pub use process::Allocator;

@@ -14,6 +14,7 @@ struct Extra {
 static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
 
 fn main() -> ExitCode {
+    bitacora_core::process::init();
     bitacora_core::cli::day_step_main_with(
         "bitacora-extract",
         "Log source → raw zone (encrypted) for the UTC day D.",

@@ -76,6 +76,7 @@ fn run(args: &Args) -> Result<String> {
 static ALLOCATOR: bitacora_core::Allocator = bitacora_core::Allocator;
 
 fn main() -> ExitCode {
+    bitacora_core::process::init();
     cli::init_logging();
     let args = match cli::parse_args::<Args>(TOOL) {
         Ok(a) => a,

@@ -44,6 +44,8 @@ pub struct EventBuilder {
     latency_ms: Int64Builder,
     status_code: Int32Builder,
     src_ts: Int64Builder,
+    /// Rows a batch is expected to hold (the buffers' capacity).
+    cap: usize,
     len: usize,
     bytes: usize,
 }
@@ -66,19 +68,29 @@ const S_MESSAGE: usize = 13;
 const S_PROPERTIES: usize = 14;
 const S_SRC_ID: usize = 15;
 const STRINGS: usize = 16;
+/// Starting capacity, in bytes per row, of each string column (by index above); later batches
+/// reserve what the previous one used.
+const STRING_BYTES: [usize; STRINGS] = [40, 16, 24, 8, 16, 16, 24, 8, 8, 8, 16, 4, 8, 16, 48, 64];
+/// The most a string column reserves up front for its next batch (more grows as needed).
+const MAX_RESERVE: usize = 64 << 20;
 
 impl EventBuilder {
+    /// A builder for batches of about `cap` rows. Its buffers are sized for that many rows from
+    /// the start, and after each [`Self::finish`] for what the last batch needed, so that they
+    /// rarely grow by copying (every reallocation touches fresh memory and copies what was built).
     pub fn new(cap: usize) -> Self {
         EventBuilder {
             schema: work_schema(),
-            strings: (0..STRINGS)
-                .map(|_| StringBuilder::with_capacity(cap, cap * 16))
+            strings: STRING_BYTES
+                .iter()
+                .map(|&per_row| StringBuilder::with_capacity(cap, cap * per_row))
                 .collect(),
             event_time: ts_builder(cap),
             ingest_time: ts_builder(cap),
             latency_ms: Int64Builder::with_capacity(cap),
             status_code: Int32Builder::with_capacity(cap),
             src_ts: Int64Builder::with_capacity(cap),
+            cap,
             len: 0,
             bytes: 0,
         }
@@ -127,16 +139,34 @@ impl EventBuilder {
 
     /// The rows built so far, in [`work_schema`] order; the builder is left empty.
     pub fn finish(&mut self) -> Result<RecordBatch> {
+        let rows = self.len.max(self.cap);
         let s: Vec<ArrayRef> = self
             .strings
             .iter_mut()
-            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .map(|b| {
+                let array = b.finish();
+                // Arrow's builders start over empty: reserve what this batch used, scaled to a
+                // full batch, plus an eighth.
+                let used = array.value_data().len() / self.len.max(1) * rows;
+                *b = StringBuilder::with_capacity(rows, (used + used / 8).min(MAX_RESERVE));
+                Arc::new(array) as ArrayRef
+            })
             .collect();
         let take = |i: usize| s[i].clone();
+        let finish_ts =
+            |b: &mut TimestampMicrosecondBuilder| std::mem::replace(b, ts_builder(rows)).finish();
+        let event_time = finish_ts(&mut self.event_time);
+        let ingest_time = finish_ts(&mut self.ingest_time);
+        let latency_ms =
+            std::mem::replace(&mut self.latency_ms, Int64Builder::with_capacity(rows)).finish();
+        let status_code =
+            std::mem::replace(&mut self.status_code, Int32Builder::with_capacity(rows)).finish();
+        let src_ts =
+            std::mem::replace(&mut self.src_ts, Int64Builder::with_capacity(rows)).finish();
         let columns: Vec<ArrayRef> = vec![
             take(S_EVENT_ID),
-            Arc::new(self.event_time.finish()),
-            Arc::new(self.ingest_time.finish()),
+            Arc::new(event_time),
+            Arc::new(ingest_time),
             take(S_LOG_GROUP),
             take(S_LOG_STREAM),
             take(S_LEVEL),
@@ -148,12 +178,12 @@ impl EventBuilder {
             take(S_OS),
             take(S_DEVICE),
             take(S_COUNTRY),
-            Arc::new(self.latency_ms.finish()),
-            Arc::new(self.status_code.finish()),
+            Arc::new(latency_ms),
+            Arc::new(status_code),
             take(S_ERROR_CODE),
             take(S_MESSAGE),
             take(S_PROPERTIES),
-            Arc::new(self.src_ts.finish()),
+            Arc::new(src_ts),
             take(S_SRC_ID),
         ];
         self.len = 0;

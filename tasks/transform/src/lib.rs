@@ -432,7 +432,7 @@ impl ParseState {
     fn new(buckets: usize, flush_rows: usize) -> Self {
         ParseState {
             builders: (0..buckets)
-                .map(|_| EventBuilder::new(flush_rows.min(8192)))
+                .map(|_| EventBuilder::new(flush_rows))
                 .collect(),
             quarantine: QuarantineBuilder::default(),
             read: 0,
