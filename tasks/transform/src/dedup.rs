@@ -82,38 +82,54 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
             }
         }
     }
-    // Order by (event_type, event_time, event_id). Types are few: number them as they come, then
-    // turn those numbers into ranks of the sorted types; ids are compared only on equal type and time.
-    let mut type_ids: HashMap<Option<&str>, u32, Keys> = HashMap::with_hasher(Keys::default());
+    // Mark the kept rows, then read their sort keys in storage order: columns are scanned
+    // sequentially instead of probed in the map's random order (a cache miss per row and column).
+    let mut kept: Vec<Vec<bool>> = cols.iter().map(|c| vec![false; c.id.len()]).collect();
+    let rows = best.len();
+    for (bi, ri) in best.into_values() {
+        kept[bi][ri] = true;
+    }
+    // Order by (event_type, event_time, event_id). Types are few: number them as they come (a
+    // short list, searched from the last one seen), then turn those numbers into ranks of the
+    // sorted types (a null type first); ids are compared only on equal type and time.
     let mut types: Vec<Option<&str>> = Vec::new();
-    let mut keyed: Vec<(u32, i64, RowRef)> = best
-        .into_values()
-        .map(|(bi, ri)| {
-            let c = &cols[bi];
+    let mut last = 0usize;
+    // One integer key per row, (type, time) packed so that integer order is theirs (the time's
+    // sign bit flipped); the type's number is replaced by its rank once all types are known.
+    let mut keyed: Vec<(u128, RowRef)> = Vec::with_capacity(rows);
+    for (bi, c) in cols.iter().enumerate() {
+        for (ri, _) in kept[bi].iter().enumerate().filter(|(_, k)| **k) {
             let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
-            let id = *type_ids.entry(t).or_insert_with(|| {
-                types.push(t);
-                (types.len() - 1) as u32
-            });
-            (id, c.time.value(ri), (bi, ri))
-        })
-        .collect();
-    let mut by_name: Vec<u32> = (0..types.len() as u32).collect();
-    by_name.sort_by_key(|&i| types[i as usize]);
-    let mut rank = vec![0u32; types.len()];
+            if types.get(last) != Some(&t) {
+                last = match types.iter().position(|x| *x == t) {
+                    Some(i) => i,
+                    None => {
+                        types.push(t);
+                        types.len() - 1
+                    }
+                };
+            }
+            let time = (c.time.value(ri) as u64) ^ (1 << 63);
+            keyed.push(((last as u128) << 64 | u128::from(time), (bi, ri)));
+        }
+    }
+    let mut by_name: Vec<usize> = (0..types.len()).collect();
+    by_name.sort_by_key(|&i| types[i]);
+    let mut rank = vec![0u128; types.len()];
     for (r, &i) in by_name.iter().enumerate() {
-        rank[i as usize] = r as u32;
+        rank[i] = r as u128;
     }
     for k in &mut keyed {
-        k.0 = rank[k.0 as usize];
+        k.0 = rank[(k.0 >> 64) as usize] << 64 | (k.0 & u128::from(u64::MAX));
     }
-    keyed.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then_with(|| {
-            let ((ba, ra), (bb, rb)) = (a.2, b.2);
-            cols[ba].id.value(ra).cmp(cols[bb].id.value(rb))
-        })
-    });
-    let keep: Vec<RowRef> = keyed.into_iter().map(|k| k.2).collect();
+    keyed.sort_unstable_by_key(|k| k.0);
+    let id = |(b, r): RowRef| cols[b].id.value(r);
+    for run in keyed.chunk_by_mut(|a, b| a.0 == b.0) {
+        if run.len() > 1 {
+            run.sort_unstable_by(|a, b| id(a.1).cmp(id(b.1)));
+        }
+    }
+    let keep: Vec<RowRef> = keyed.into_iter().map(|k| k.1).collect();
     Ok(keep)
 }
 
@@ -154,5 +170,23 @@ mod tests {
         let keep = dedup_and_order(&batches).unwrap();
         // b (api_call) first, then c (tap, t=5), then a (tap, t=10) from its (400, "7") delivery.
         assert_eq!(keep, vec![(0, 1), (1, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn orders_null_types_first_then_time_with_negatives_then_id() {
+        let mut b = EventBuilder::new(8);
+        b.append(&ev("z", "tap", 7, 1, "1"));
+        b.append(&ev("y", "tap", -3, 1, "2"));
+        b.append(&Event {
+            event_type: None,
+            ..ev("n", "", 100, 1, "3")
+        });
+        b.append(&ev("b", "tap", 7, 1, "4"));
+        b.append(&ev("a", "api_call", i64::MAX, 1, "5"));
+        b.append(&ev("c", "tap", i64::MIN, 1, "6"));
+        let keep = dedup_and_order(&[b.finish().unwrap()]).unwrap();
+        let rows: Vec<usize> = keep.iter().map(|k| k.1).collect();
+        // null type; api_call; tap by time (MIN, -3, 7, 7), the two at 7 by id (b before z).
+        assert_eq!(rows, vec![2, 4, 5, 1, 3, 0]);
     }
 }

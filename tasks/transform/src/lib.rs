@@ -460,7 +460,7 @@ impl Parser<'_> {
         // The object is decoded a block at a time and its lines are parsed where they lie.
         let mut block = std::mem::take(&mut st.block);
         let mut in_object = 0u64;
-        let parsed = bitacora_core::lines::for_each_line(
+        let parsed = bitacora_core::lines::for_each_text_line(
             &mut decoder,
             &mut block,
             DECODE_BLOCK,
@@ -484,22 +484,30 @@ impl Parser<'_> {
         Ok(())
     }
 
-    /// Normalises one raw record into its bucket's builder, or the quarantine.
-    fn parse_line(&self, st: &mut ParseState, bytes: &[u8]) -> Result<()> {
+    /// Normalises one raw record into its bucket's builder, or the quarantine (`Err`: the bytes
+    /// of a record that is not UTF-8).
+    fn parse_line(
+        &self,
+        st: &mut ParseState,
+        line: std::result::Result<&str, &[u8]>,
+    ) -> Result<()> {
         let n = self.buckets.len();
         let log_group = self.normalizer.log_group();
         st.read += 1;
-        let Ok(line) = std::str::from_utf8(bytes) else {
-            let rejected = Rejected {
-                reason: Reason::BrokenEnvelope,
-                detail: "record is not valid UTF-8".into(),
-                log_stream: None,
-                source_event_id: None,
-                source_timestamp: None,
-                raw: String::from_utf8_lossy(bytes),
-            };
-            st.quarantine.append(&rejected, log_group);
-            return self.flush_quarantine(st, false);
+        let line = match line {
+            Ok(line) => line,
+            Err(bytes) => {
+                let rejected = Rejected {
+                    reason: Reason::BrokenEnvelope,
+                    detail: "record is not valid UTF-8".into(),
+                    log_stream: None,
+                    source_event_id: None,
+                    source_timestamp: None,
+                    raw: String::from_utf8_lossy(bytes),
+                };
+                st.quarantine.append(&rejected, log_group);
+                return self.flush_quarantine(st, false);
+            }
         };
         match self.normalizer.normalize_line(line, &mut st.scratch) {
             Ok(event) => {
