@@ -5,7 +5,8 @@ write zstd Parquet. Each engine runs in its own process; wall time and that proc
 quarantine table; the peers do not.
 
 Each engine runs `--repeat` times (default 3, BITACORA_BENCH_REPEAT), the engines taking turns; the
-best wall time counts, and the peak RSS is the largest seen.
+best wall time counts, and the peak RSS is the largest seen. Every run starts with no dirty pages
+(`sync`) and the input in the page cache.
 
 Usage: bench.py --bin-dir target/release [--repeat 3] 1000000 10000000
 """
@@ -50,6 +51,15 @@ def wrapped(cmd: list[str], env: dict | None = None) -> tuple[float, int, str]:
 
 def input_files(logs: Path) -> list[str]:
     return sorted(glob.glob(str(logs / "**" / "*.jsonl"), recursive=True) + glob.glob(str(logs / "**" / "*.jsonl.gz"), recursive=True))
+
+
+def warm(files: list[str]) -> None:
+    """Reads `files` into the page cache."""
+    buf = bytearray(8 << 20)
+    for f in files:
+        with open(f, "rb", buffering=0) as fh:
+            while fh.readinto(buf):
+                pass
 
 
 # ------------------------------------------------------------------ peers (run in a child process)
@@ -202,12 +212,15 @@ def main() -> None:
         gen = json.loads(marker.read_text())
         size = sum(os.path.getsize(f) for f in input_files(logs))
         print(f"\n{n:,} events of the day ({gen['records']:,} records, {size / 2**30:.2f} GiB on disk)", flush=True)
-        # Best of `repeat` rounds, engines taking turns within a round; dirty pages of the previous
-        # run are flushed first, so that no engine pays for another's writes.
+        # Best of `repeat` rounds, engines taking turns within a round. Before each run the dirty
+        # pages of the previous one are flushed and the input is read into the page cache, so that
+        # no engine pays for another's writes, or for reading what another evicted.
         results = {}
+        files = input_files(logs)
         for round_ in range(a.repeat):
             for engine in ["bitacora", "duckdb", "polars"]:
                 os.sync()
+                warm(files)
                 r = bitacora(a.bin_dir, work) if engine == "bitacora" else peer(engine, work)
                 best = results.get(engine)
                 if best is None or r["wall"] < best["wall"]:
