@@ -53,9 +53,16 @@ def manifest(lake: Path, step: str, day: str = DAY) -> dict:
 
 def airflow_env(home: Path) -> dict:
     """The environment of an Airflow 3 with its home and SQLite metadata DB in `home`, Bitácora's
-    DAG folder and the release binaries."""
+    DAG folder and the release binaries. SQLite connections wait up to a minute for a lock (its
+    default, 5 s, is shorter than a busy scheduler holds one: a CLI command next to a running
+    stack failed with "database is locked")."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "bitacora_test_sqlite.py").write_text('CONNECT_ARGS = {"timeout": 60}\n')
     return {
         **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in [str(home), os.environ.get("PYTHONPATH", "")] if p),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "bitacora_test_sqlite.CONNECT_ARGS",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "bitacora_test_sqlite.CONNECT_ARGS",
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),

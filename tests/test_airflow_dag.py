@@ -30,7 +30,6 @@ def test_dag_imports_and_runs_a_day(tmp_path, runner):
     setting = "BITACORA_CONFIG" if runner == "bash" else "AIRFLOW_VAR_BITACORA_CONFIG"
     env = {**airflow_env(tmp_path / "airflow"), setting: str(config), "BITACORA_RUNNER": runner}
     env.pop("BITACORA_CONFIG" if runner == "python" else "AIRFLOW_VAR_BITACORA_CONFIG", None)
-    (tmp_path / "airflow").mkdir()
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
 
     out = python(
