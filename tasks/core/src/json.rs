@@ -1,11 +1,14 @@
-//! A strict, allocation-free JSON scanner for the two shapes the normalisation reads millions of
-//! times a day: the flat CloudWatch envelope and the members of an app message object.
+//! A strict, allocation-free JSON scanner for the shapes the normalisation reads millions of times
+//! a day: the flat CloudWatch envelope, the members of an app message object, and both at once —
+//! a compact message read in place inside its envelope string ([`envelope_members`]).
 //!
 //! It is a fast path only. Every function returns `None` as soon as the input is anything but
 //! plain, valid JSON of the expected shape (an escaped key, a duplicate envelope field, a lone
 //! surrogate, deep nesting, trailing text...), and the caller then takes the `serde_json` path,
-//! which decides and words the error. The scanner is never more lenient than `serde_json`: what it
-//! accepts, `serde_json` accepts with the same values (a differential test in `normalize` checks it).
+//! which decides and words the error. The one exception is an object or array member read in
+//! place ([`Member::Escaped`]): only its extent is found, and the caller checks the unescaped text
+//! with [`is_value`]. The scanner is never more lenient than `serde_json`: what it accepts,
+//! `serde_json` accepts with the same values (a differential test in `normalize` checks it).
 
 /// Nesting accepted inside a value before giving up on the fast path (`serde_json` allows 128).
 const MAX_DEPTH: u32 = 64;
@@ -458,11 +461,11 @@ pub(crate) enum Member<'a> {
 /// Reads an envelope whose message is the common shape of app logs — one compact JSON object
 /// whose strings have no escapes of their own — calling `member(key, value)` for each member of
 /// the message without unescaping it first (one pass over the line instead of two). `None` for
-/// anything else (whitespace, escapes, a plain-text message...): the caller then takes
-/// [`envelope`].
+/// anything else (whitespace, escapes, a plain-text message...), or as soon as `member` returns
+/// `None`: the caller then takes [`envelope`].
 pub(crate) fn envelope_members<'a>(
     line: &'a str,
-    mut member: impl FnMut(&'a str, Member<'a>),
+    mut member: impl FnMut(&'a str, Member<'a>) -> Option<()>,
 ) -> Option<EnvelopeParts<'a, ()>> {
     walk_envelope(line, |c| {
         c.eat(b'"')?;
@@ -500,7 +503,10 @@ impl<'a> Cursor<'a> {
 
     /// The members of a compact object inside an envelope string (the cursor is just after the
     /// string's opening quote), through to the string's closing quote.
-    fn escaped_members(&mut self, member: &mut impl FnMut(&'a str, Member<'a>)) -> Option<()> {
+    fn escaped_members(
+        &mut self,
+        member: &mut impl FnMut(&'a str, Member<'a>) -> Option<()>,
+    ) -> Option<()> {
         self.eat(b'{')?;
         if self.eat(b'}').is_none() {
             loop {
@@ -528,7 +534,7 @@ impl<'a> Cursor<'a> {
                     }
                     _ => return None,
                 };
-                member(key, value);
+                member(key, value)?;
                 match self.peek()? {
                     b',' => self.i += 1,
                     b'}' => {
@@ -718,7 +724,11 @@ mod tests {
         })
         .to_string();
         let mut seen = Vec::new();
-        let e = envelope_members(&line, |k, v| seen.push((k, v))).unwrap();
+        let e = envelope_members(&line, |k, v| {
+            seen.push((k, v));
+            Some(())
+        })
+        .unwrap();
         assert_eq!((e.timestamp, e.log_stream_name, e.event_id), (7, "s", "9"));
         let props = r#"{\"a\":[1,{\"b\":\"c\"}]}"#;
         assert_eq!(
@@ -755,7 +765,7 @@ mod tests {
                 "timestamp": 7, "message": message, "logStreamName": "s", "eventId": "9",
             })
             .to_string();
-            assert_eq!(envelope_members(&line, |_, _| {}), None, "{message}");
+            assert_eq!(envelope_members(&line, |_, _| Some(())), None, "{message}");
         }
     }
 }

@@ -40,42 +40,42 @@ impl Normalizer {
         &self.log_group
     }
 
-    /// Normalises one envelope line (a CloudWatch event as JSON). `scratch` holds the unescaped
-    /// message so that the event's fields can borrow from it.
+    /// Normalises one envelope line (a CloudWatch event as JSON). `scratch` holds what had to be
+    /// unescaped (the message, or one object member of it) so that the event's fields can borrow
+    /// from it.
     pub fn normalize_line<'a>(&'a self, line: &'a str, scratch: &'a mut String) -> Normalized<'a> {
         if self.serde_only || line.len() > self.max_record_bytes {
             return self.normalize_line_serde(line, scratch);
         }
         // The common shape first: the message's members read where they lie in the line.
-        // At most one object or array member (`props`), unescaped into `scratch` and checked
-        // there; `current`: no later member of the same key replaced it (the last one counts, as
-        // in serde_json's map — but every value must still be valid JSON).
+        // At most one object or array member (normally `props`), unescaped into `scratch` and
+        // checked there; `current`: no later member of the same key replaced it (the last one
+        // counts, as in serde_json's map — but every value must still be valid JSON). A second
+        // one, or an unknown key, stops the walk: the other paths read that message.
         let mut fields = MessageFields::default();
         let mut escaped: Option<(usize, &'a str)> = None;
-        let (mut plain, mut current) = (true, false);
-        let parts = json::envelope_members(line, |key, value| match field_index(key) {
-            Some(i) => {
-                fields.known[i] = match value {
-                    json::Member::Json(t) => Some(Raw::Json(t)),
-                    json::Member::Str(t) => Some(Raw::Str(t)),
-                    json::Member::Escaped(t) => {
-                        plain &= escaped.replace((i, t)).is_none();
-                        current = true;
-                        None
+        let mut current = false;
+        let parts = json::envelope_members(line, |key, value| {
+            // Unknown keys are merged into `properties` from their JSON text: the other paths.
+            let i = field_index(key)?;
+            fields.known[i] = match value {
+                json::Member::Json(t) => Some(Raw::Json(t)),
+                json::Member::Str(t) => Some(Raw::Str(t)),
+                json::Member::Escaped(t) => {
+                    if escaped.replace((i, t)).is_some() {
+                        return None;
                     }
-                };
-                if !matches!(value, json::Member::Escaped(_))
-                    && escaped.is_some_and(|(at, _)| at == i)
-                {
-                    current = false;
+                    current = true;
+                    None
                 }
+            };
+            if !matches!(value, json::Member::Escaped(_)) && escaped.is_some_and(|(at, _)| at == i)
+            {
+                current = false;
             }
-            // Unknown keys are merged into `properties` from their JSON text: the other path.
-            None => plain = false,
+            Some(())
         });
-        if let Some(e) = parts
-            && plain
-        {
+        if let Some(e) = parts {
             let Some((i, text)) = escaped else {
                 return self.normalize_message(e, fields, line);
             };
@@ -509,15 +509,14 @@ fn properties<'a>(
     if unknown.is_empty()
         && let Some(raw) = props
     {
-        let text = raw;
-        if text == "null" {
+        if raw == "null" {
             return Ok(None);
         }
-        if !text.starts_with('{') {
+        if !raw.starts_with('{') {
             return Err(wrong_type("props", "an object", raw));
         }
-        if !text.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Ok(Some(Cow::Borrowed(text)));
+        if !raw.bytes().any(|b| b.is_ascii_whitespace()) {
+            return Ok(Some(Cow::Borrowed(raw)));
         }
     }
     let mut map = match props {

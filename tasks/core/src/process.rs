@@ -16,6 +16,7 @@ pub fn init() {
     // SAFETY: PR_SET_THP_DISABLE takes plain integers and only sets a flag of this process.
     unsafe {
         // Failure (an old kernel) leaves the default: nothing to report.
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused);
     }
 }

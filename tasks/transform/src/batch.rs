@@ -71,7 +71,8 @@ const STRINGS: usize = 16;
 /// Starting capacity, in bytes per row, of each string column (by index above); later batches
 /// reserve what the previous one used.
 const STRING_BYTES: [usize; STRINGS] = [40, 16, 24, 8, 16, 16, 24, 8, 8, 8, 16, 4, 8, 16, 48, 64];
-/// The most a string column reserves up front for its next batch (more grows as needed).
+/// The most a string column reserves up front for its next batch (more grows as needed). What is
+/// reserved and not written is address space only: memory pages are committed as they are written.
 const MAX_RESERVE: usize = 64 << 20;
 
 impl EventBuilder {
@@ -147,7 +148,7 @@ impl EventBuilder {
                 let array = b.finish();
                 // Arrow's builders start over empty: reserve what this batch used, scaled to a
                 // full batch, plus an eighth.
-                let used = array.value_data().len() / self.len.max(1) * rows;
+                let used = array.value_data().len() * rows / self.len.max(1);
                 *b = StringBuilder::with_capacity(rows, (used + used / 8).min(MAX_RESERVE));
                 Arc::new(array) as ArrayRef
             })

@@ -89,10 +89,12 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
     for (bi, ri) in best.into_values() {
         kept[bi][ri] = true;
     }
-    // Order by (event_type, event_time, event_id). Types are few: number them as they come (a
-    // short list, searched from the last one seen), then turn those numbers into ranks of the
-    // sorted types (a null type first); ids are compared only on equal type and time.
+    // Order by (event_type, event_time, event_id). Types are usually few: number them as they
+    // come (the last one seen is compared first, a map numbers the others), then turn those
+    // numbers into ranks of the sorted types (a null type first); ids are compared only on equal
+    // type and time.
     let mut types: Vec<Option<&str>> = Vec::new();
+    let mut type_ids: HashMap<Option<&str>, usize, Keys> = HashMap::with_hasher(Keys::default());
     let mut last = 0usize;
     // One integer key per row, (type, time) packed so that integer order is theirs (the time's
     // sign bit flipped); the type's number is replaced by its rank once all types are known.
@@ -101,13 +103,10 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
         for (ri, _) in kept[bi].iter().enumerate().filter(|(_, k)| **k) {
             let t = (!c.event_type.is_null(ri)).then(|| c.event_type.value(ri));
             if types.get(last) != Some(&t) {
-                last = match types.iter().position(|x| *x == t) {
-                    Some(i) => i,
-                    None => {
-                        types.push(t);
-                        types.len() - 1
-                    }
-                };
+                last = *type_ids.entry(t).or_insert_with(|| {
+                    types.push(t);
+                    types.len() - 1
+                });
             }
             let time = (c.time.value(ri) as u64) ^ (1 << 63);
             keyed.push(((last as u128) << 64 | u128::from(time), (bi, ri)));
