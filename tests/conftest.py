@@ -53,9 +53,8 @@ def manifest(lake: Path, step: str, day: str = DAY) -> dict:
 
 def airflow_env(home: Path) -> dict:
     """The environment of an Airflow 3 with its home and SQLite metadata DB in `home`, Bitácora's
-    DAG folder and the release binaries. SQLite connections wait up to a minute for a lock (its
-    default, 5 s, is shorter than a busy scheduler holds one: a CLI command next to a running
-    stack failed with "database is locked")."""
+    DAG folder and the release binaries. SQLite connections wait up to a minute for a lock another
+    process holds (its default is 5 s; a scheduler, DAG processor and API server share the file)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "bitacora_test_sqlite.py").write_text('CONNECT_ARGS = {"timeout": 60}\n')
     return {

@@ -42,7 +42,15 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def airflow_proc(self, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        """Runs an Airflow CLI command next to the running stack. SQLite refuses a writer at once,
+        whatever its busy timeout, when two transactions would deadlock ("database is locked"); the
+        failed command rolled back, so it is run again."""
+        for attempt in range(6):
+            proc = subprocess.run([sys.executable, "-m", "airflow", *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+            if proc.returncode == 0 or "database is locked" not in proc.stdout + proc.stderr:
+                return proc
+            time.sleep(1 + attempt)
+        return proc
 
     def airflow(self, *args: str, timeout: int = 120) -> str:
         proc = self.airflow_proc(*args, timeout=timeout)
