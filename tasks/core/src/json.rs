@@ -92,6 +92,18 @@ impl<'a> Cursor<'a> {
         self.b.get(self.i).copied()
     }
 
+    /// After a member or element: `,` (`Some(true)`, another follows) or `close` (`Some(false)`).
+    #[inline]
+    fn more(&mut self, close: u8) -> Option<bool> {
+        let c = self.peek()?;
+        if c == b',' || c == close {
+            self.i += 1;
+            Some(c == b',')
+        } else {
+            None
+        }
+    }
+
     #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
         if self.peek() == Some(c) {
@@ -257,13 +269,8 @@ impl<'a> Cursor<'a> {
                         self.ws();
                         self.value(depth + 1)?;
                         self.ws();
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b'}' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if !self.more(b'}')? {
+                            break;
                         }
                     }
                 }
@@ -279,13 +286,8 @@ impl<'a> Cursor<'a> {
                         self.ws();
                         self.value(depth + 1)?;
                         self.ws();
-                        match self.peek()? {
-                            b',' => self.i += 1,
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            _ => return None,
+                        if !self.more(b']')? {
+                            break;
                         }
                     }
                 }
@@ -385,13 +387,8 @@ impl<'a> Cursor<'a> {
                 self.ws();
                 value(self, key)?;
                 self.ws();
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
@@ -535,13 +532,8 @@ impl<'a> Cursor<'a> {
                     _ => return None,
                 };
                 member(key, value)?;
-                match self.peek()? {
-                    b',' => self.i += 1,
-                    b'}' => {
-                        self.i += 1;
-                        break;
-                    }
-                    _ => return None,
+                if !self.more(b'}')? {
+                    break;
                 }
             }
         }
