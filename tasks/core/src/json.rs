@@ -509,26 +509,11 @@ impl<'a> Cursor<'a> {
             loop {
                 let key = self.escaped_str()?;
                 self.eat(b':')?;
-                let start = self.i;
                 let value = match self.peek()? {
                     b'\\' => Member::Str(self.escaped_str()?),
                     b'{' | b'[' => Member::Escaped(self.escaped_nested()?),
-                    b't' => {
-                        self.literal(b"true")?;
-                        Member::Json(&self.text[start..self.i])
-                    }
-                    b'f' => {
-                        self.literal(b"false")?;
-                        Member::Json(&self.text[start..self.i])
-                    }
-                    b'n' => {
-                        self.literal(b"null")?;
-                        Member::Json(&self.text[start..self.i])
-                    }
-                    b'-' | b'0'..=b'9' => {
-                        self.number()?;
-                        Member::Json(&self.text[start..self.i])
-                    }
+                    // A literal or a number: the same text escaped or not.
+                    b't' | b'f' | b'n' | b'-' | b'0'..=b'9' => Member::Json(self.value(1)?),
                     _ => return None,
                 };
                 member(key, value)?;

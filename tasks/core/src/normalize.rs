@@ -49,12 +49,12 @@ impl Normalizer {
         }
         // The common shape first: the message's members read where they lie in the line.
         // At most one object or array member (normally `props`), unescaped into `scratch` and
-        // checked there; `current`: no later member of the same key replaced it (the last one
-        // counts, as in serde_json's map — but every value must still be valid JSON). A second
-        // one, or an unknown key, stops the walk: the other paths read that message.
+        // checked there. Its slot stays empty until then; a later member of the same key fills
+        // it (the last one counts, as in serde_json's map — but every value must still be valid
+        // JSON). A second one, or an unknown key, stops the walk: the other paths read that
+        // message.
         let mut fields = MessageFields::default();
         let mut escaped: Option<(usize, &'a str)> = None;
-        let mut current = false;
         let parts = json::envelope_members(line, |key, value| {
             // Unknown keys are merged into `properties` from their JSON text: the other paths.
             let i = field_index(key)?;
@@ -65,14 +65,9 @@ impl Normalizer {
                     if escaped.replace((i, t)).is_some() {
                         return None;
                     }
-                    current = true;
                     None
                 }
             };
-            if !matches!(value, json::Member::Escaped(_)) && escaped.is_some_and(|(at, _)| at == i)
-            {
-                current = false;
-            }
             Some(())
         });
         if let Some(e) = parts {
@@ -82,7 +77,7 @@ impl Normalizer {
             json::unescape_quotes(text, scratch);
             if json::is_value(scratch) {
                 let scratch: &'a String = scratch;
-                if current {
+                if fields.known[i].is_none() {
                     fields.known[i] = Some(Raw::Json(scratch.as_str()));
                 }
                 return self.normalize_message(e, fields, line);
