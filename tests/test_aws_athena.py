@@ -65,7 +65,11 @@ def test_athena_results_are_typed_and_rendered(aws, tmp_path):
 
 
 def test_athena_refuses_writes_before_calling_aws(aws, tmp_path):
-    for sql in ["DROP TABLE events", "MSCK REPAIR TABLE events", "SELECT 1; DROP TABLE events"]:
+    for sql in [
+        "DROP TABLE events", "MSCK REPAIR TABLE events", "SELECT 1; DROP TABLE events",
+        # Trino runs the statement that EXPLAIN ANALYZE explains.
+        "EXPLAIN ANALYZE INSERT INTO events SELECT * FROM events", "/* */ explain  analyze DELETE FROM events",
+    ]:
         proc = run("bitacora-query", "--config", str(config(tmp_path)), sql, check=False)
         assert proc.returncode == 1
         assert "read-only" in json.loads(proc.stdout)["error"]

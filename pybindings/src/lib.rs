@@ -66,7 +66,7 @@ fn error_class(e: &Error) -> &'static str {
         // catalog and query errors; the AWS errors left are the lake's (S3, KMS) and Spark jobs'.
         Error::Aws { service, .. } if matches!(*service, "s3" | "kms") => "StorageError",
         Error::Aws { .. } => "BitacoraError",
-        Error::Invariant(_) | Error::External { .. } => "BitacoraError",
+        Error::Invariant(_) | Error::Busy(_) | Error::External { .. } => "BitacoraError",
     }
 }
 

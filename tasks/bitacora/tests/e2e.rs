@@ -413,6 +413,17 @@ fn wrong_or_missing_key_fails_clearly() {
     assert!(e.to_string().contains("not found"), "{e}");
 
     std::fs::write(&key, good).unwrap();
+    // A key others may read is refused, naming the fix.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let e = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap_err();
+    assert!(e.to_string().contains("chmod 600"), "{e}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap();
 
     // An object copied over another day's object (same key, valid ciphertext) is refused.
@@ -468,7 +479,67 @@ fn bad_source_files_fail_naming_the_file_and_bad_lines_are_counted() {
     let m = Manifest::load(&env.lake(), "extract", day())
         .unwrap()
         .unwrap();
-    assert_eq!(m.outputs["raw"].rows, 1);
+    // The good line and the two kept for quarantine.
+    assert_eq!(m.outputs["raw"].rows, 3);
+}
+
+/// Lines without a usable timestamp are kept (encrypted in the raw zone) and become quarantine
+/// rows naming file, line and why, once, in the day of the dated line before them (else of the
+/// file's modification); a broken line whose timestamp can be read takes the same way (quarantine,
+/// `broken_envelope`) whether it is written compactly or with spaces.
+#[test]
+fn rejected_lines_are_kept_for_quarantine_whatever_their_spacing() {
+    let env = Env::new();
+    let logs = env.path().join("logs");
+    let d = day().start_ms();
+    let set_mtime = |path: &Path, ms: i64| {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::UNIX_EPOCH + Duration::from_millis(ms as u64))
+            .unwrap();
+    };
+    let a = [
+        "not json, before any dated line".to_string(),
+        envelope(d + 10, 1, "hello", "s", "1"),
+        format!(r#"{{"timestamp": {}, "message": broken}}"#, d + 20),
+        format!(r#"{{"timestamp":{},"message":broken}}"#, d + 30),
+        "panic: index out of range".to_string(),
+        envelope(d + 86_400_000 + 5, 1, "tomorrow", "s", "2"),
+        "garbage after tomorrow's line".to_string(),
+    ];
+    std::fs::write(logs.join("a.jsonl"), a.join("\n")).unwrap();
+    set_mtime(&logs.join("a.jsonl"), d + 43_200_000);
+    std::fs::write(logs.join("b.jsonl"), "lonely garbage\n").unwrap();
+    set_mtime(&logs.join("b.jsonl"), d - 43_200_000);
+
+    let (e, t) = env.run_all(day());
+    assert_eq!((e.selected, e.malformed, e.outside_window), (3, 2, 3));
+    assert_eq!((t.read, t.events, t.quarantine), (5, 1, 4));
+    let rows = env.json("SELECT reason, detail, raw FROM quarantine ORDER BY raw");
+    let reasons: Vec<&str> = rows.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, vec!["broken_envelope"; 4]);
+    let raws: Vec<&str> = rows.iter().map(|r| r["raw"].as_str().unwrap()).collect();
+    assert_eq!(
+        raws,
+        vec![a[0].as_str(), a[4].as_str(), a[2].as_str(), a[3].as_str()]
+    );
+    let detail = |raw: &str| {
+        rows.iter()
+            .find(|r| r["raw"] == raw)
+            .and_then(|r| r["detail"].as_str())
+            .unwrap()
+            .to_string()
+    };
+    let first = detail(&a[0]);
+    assert!(first.contains("a.jsonl line 1, byte 0"), "{first}");
+    assert!(first.contains("file's last modification"), "{first}");
+    let fifth = detail(&a[4]);
+    assert!(fifth.contains("a.jsonl line 5"), "{fifth}");
+    assert!(fifth.contains("dated line before it"), "{fifth}");
+    // The next day keeps the line after its own dated line; the day before keeps b's.
+    let next = bitacora_extract::run(&env.config, &ExtractParams::new(day().succ())).unwrap();
+    assert_eq!((next.selected, next.malformed), (1, 1));
+    let prev = bitacora_extract::run(&env.config, &ExtractParams::new(day().pred())).unwrap();
+    assert_eq!((prev.selected, prev.malformed), (0, 1));
 }
 
 #[test]
@@ -744,10 +815,12 @@ fn cli_contract() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// Kills a step at several moments of a re-run: the previous partition stays readable with the same
-/// answers, and the next run repairs everything.
+/// Kills each step at many moments of a re-run, spread over the step's own measured duration
+/// (with jitter, so that no single lucky timing decides): after every kill the previous partition
+/// stays readable with the same answers, and the next runs repair everything, byte for byte.
 #[test]
 fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
+    const KILLS_PER_STEP: u64 = 8;
     let env = Env::new();
     env.generate(day(), 150_000, 4);
     let cfg = env.write_config();
@@ -759,12 +832,22 @@ fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
     let count = |env: &Env| env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'"));
     let before = count(&env);
     let bytes = env.curated_bytes(day());
-    let mut killed = 0;
-    for (step, delays) in [
-        ("bitacora-extract", [40u64, 150, 400]),
-        ("bitacora-transform", [40, 150, 400]),
-    ] {
-        for delay in delays {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("kill points seeded with {seed}");
+    let mut rng = Rng(seed | 1);
+    for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
+        // The step's own duration, measured by a clean re-run (which changes no answer).
+        let t0 = std::time::Instant::now();
+        let out = run_bin(step, &["--config", cfg, "--date", DAY], &env);
+        assert_eq!(out.status.code(), Some(0), "{step}");
+        let took = t0.elapsed().as_micros() as u64;
+        let mut killed = 0;
+        for k in 0..KILLS_PER_STEP {
+            // Slot k of the duration, at a random point inside it.
+            let at = took * k / KILLS_PER_STEP + rng.below(took / KILLS_PER_STEP + 1);
             let mut child = Command::new(bin(step))
                 .args(["--config", cfg, "--date", DAY])
                 .env("BITACORA_LOG", "off")
@@ -772,7 +855,7 @@ fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(delay));
+            std::thread::sleep(Duration::from_micros(at));
             if child.try_wait().unwrap().is_none() {
                 child.kill().unwrap();
                 killed += 1;
@@ -781,17 +864,23 @@ fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
             assert_eq!(
                 count(&env),
                 before,
-                "readable after killing {step} at {delay} ms"
+                "readable after killing {step} at {at} us of {took} (seed {seed})"
             );
+            assert_published_files_exist(&env);
         }
+        assert!(
+            killed >= KILLS_PER_STEP / 2,
+            "{step} finished before most kills ({killed} of {KILLS_PER_STEP}; took {took} us)"
+        );
     }
-    assert!(
-        killed >= 3,
-        "the steps finished before being killed: make the day larger"
-    );
     for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
         let out = run_bin(step, &["--config", cfg, "--date", DAY], &env);
-        assert_eq!(out.status.code(), Some(0), "{step} after kills");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{step} after kills (seed {seed}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(count(&env), before);
     assert_eq!(env.curated_bytes(day()), bytes);
@@ -800,4 +889,373 @@ fn killed_runs_leave_the_previous_partition_and_the_next_run_repairs() {
     for table in ["raw", "events"] {
         assert!(lake.list_dirs(&format!("{table}/dt={DAY}")).unwrap().len() <= 2);
     }
+}
+
+/// A small deterministic generator for the randomised tests (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next() % n }
+    }
+}
+
+/// Property: on random days with random duplicate patterns, the copy kept of every event is its
+/// earliest delivery by `(timestamp, eventId)`, `events + quarantine + duplicates = read`, and the
+/// curated files do not depend on the order of the input files, the number of workers or whether
+/// the day was spilled.
+#[test]
+fn dedup_property_on_random_days() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut rng = Rng(0x5eed_0b17_ac0a_0001);
+    let t0 = day().start_ms();
+    for case in 0..10 {
+        let mut lines: Vec<String> = Vec::new();
+        // Dedup key -> (timestamp, eventId, log_stream) of the earliest copy.
+        let mut earliest: BTreeMap<String, (i64, String, String)> = BTreeMap::new();
+        let mut bad = 0u64;
+        let mut next_cw = 0u64;
+        let n_events = 20 + rng.below(250);
+        for e in 0..n_events {
+            let copies = if rng.below(3) == 0 {
+                2 + rng.below(4)
+            } else {
+                1
+            };
+            let with_id = rng.below(5) != 0;
+            let broken = rng.below(25) == 0;
+            let base = t0 + rng.below(86_400_000 - 10_000) as i64;
+            let cw_shared = format!("{:012}", 900_000_000_000 + e);
+            for c in 0..copies {
+                let stream = format!("s/{e}/{c}");
+                let (ts, cw, msg) = if broken {
+                    (
+                        base,
+                        format!("{next_cw:012}"),
+                        format!(r#"{{"event_id":"bad-{e}","ts":"not a time","event_type":"tap"}}"#),
+                    )
+                } else if with_id {
+                    // Redeliveries of one app event: own CloudWatch ids, times that may tie.
+                    next_cw += 1 + rng.below(3);
+                    (
+                        base + 1_000 * rng.below(3) as i64,
+                        format!("{next_cw:012}"),
+                        format!(
+                            r#"{{"event_id":"ev-{e}","ts":"2026-11-02T00:00:00Z","event_type":"tap","user_id":"u{e}"}}"#
+                        ),
+                    )
+                } else {
+                    // Without an app id, CloudWatch's eventId is the key: copies share it and
+                    // differ in time.
+                    (
+                        base + c as i64 * 7,
+                        cw_shared.clone(),
+                        format!(r#"{{"event_type":"tap","user_id":"n{e}"}}"#),
+                    )
+                };
+                next_cw += 1;
+                lines.push(envelope(ts, ts + 5, &msg, &stream, &cw));
+                if broken {
+                    bad += 1;
+                    continue;
+                }
+                let key = if with_id {
+                    format!("ev-{e}")
+                } else {
+                    cw.clone()
+                };
+                let cand = (ts, cw.clone(), stream.clone());
+                let slot = earliest.entry(key).or_insert_with(|| cand.clone());
+                if (cand.0, &cand.1) < (slot.0, &slot.1) {
+                    *slot = cand;
+                }
+            }
+        }
+        // Shuffle the deliveries and cut them into 1..=4 files.
+        for i in (1..lines.len()).rev() {
+            lines.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let n_files = 1 + rng.below(4) as usize;
+        let files: Vec<Vec<String>> = (0..n_files)
+            .map(|f| lines.iter().skip(f).step_by(n_files).cloned().collect())
+            .collect();
+        let read = lines.len() as u64;
+        let kept: BTreeSet<String> = earliest.values().map(|(_, _, s)| s.clone()).collect();
+
+        let mut outputs = Vec::new();
+        for (workers, rows_per_file, reversed) in
+            [(1, 500_000, false), (2, 37, false), (2, 500_000, true)]
+        {
+            let mut env = Env::new();
+            env.config.extract.workers = workers;
+            env.config.transform.workers = workers;
+            env.config.transform.rows_per_file = rows_per_file;
+            for (i, f) in files.iter().enumerate() {
+                // The same contents under other names: the order files are found in changes.
+                let name = if reversed { n_files - i } else { i };
+                std::fs::write(env.path().join(format!("logs/f{name}.jsonl")), f.join("\n"))
+                    .unwrap();
+            }
+            let (_, t) = env.run_all(day());
+            let what = format!("case {case}, workers {workers}, rows_per_file {rows_per_file}");
+            assert_eq!(t.read, read, "{what}");
+            assert_eq!(t.quarantine, bad, "{what}");
+            assert_eq!(t.events, earliest.len() as u64, "{what}");
+            assert_eq!(t.events + t.quarantine + t.duplicates, t.read, "{what}");
+            let streams: BTreeSet<String> = env
+                .json("SELECT log_stream FROM events")
+                .iter()
+                .map(|r| r["log_stream"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                streams, kept,
+                "{what}: the earliest copy of each event is kept"
+            );
+            // Files depend on rows_per_file (one per bucket); their rows must not.
+            let rows = env.json("SELECT * FROM events ORDER BY event_id");
+            let quarantine = env.json("SELECT * FROM quarantine ORDER BY raw");
+            outputs.push((rows_per_file, env.curated_bytes(day()), rows, quarantine));
+        }
+        let (first, rest) = outputs.split_first().unwrap();
+        for other in rest {
+            assert_eq!(
+                first.2, other.2,
+                "case {case}: events rows differ between runs"
+            );
+            assert_eq!(first.3, other.3, "case {case}: quarantine rows differ");
+            if other.0 == first.0 {
+                assert!(first.1 == other.1, "case {case}: the curated files differ");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- concurrent and killed runs
+
+/// Starts `n` copies of a step binary for the day at once and waits for them all.
+fn run_together(step: &str, n: usize, cfg: &str, env: &Env) -> Vec<Output> {
+    let children: Vec<_> = (0..n)
+        .map(|_| {
+            Command::new(bin(step))
+                .args(["--config", cfg, "--date", DAY])
+                .env("BITACORA_LOG", "warn")
+                .env_remove("BITACORA_CONFIG")
+                .current_dir(env.path())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect()
+}
+
+/// Every file the published transform manifest names exists with its size.
+fn assert_published_files_exist(env: &Env) {
+    let lake = env.lake();
+    for step in ["extract", "transform"] {
+        let m = Manifest::load(&lake, step, day()).unwrap().unwrap();
+        for out in m.outputs.values() {
+            let present = lake.list(&out.location).unwrap();
+            for f in &out.files {
+                let o = present.iter().find(|o| o.path == f.path);
+                let o = o.unwrap_or_else(|| panic!("{step} run {}: {} is gone", m.run_id, f.path));
+                assert_eq!(o.size, f.bytes, "{}", f.path);
+            }
+        }
+    }
+}
+
+/// Concurrent runs of the same step and day (a manual re-run next to a backfill): one runs, the
+/// others are refused with exit 1 naming the run that holds the day, and the published partition
+/// stays one complete run with the same answers.
+#[test]
+fn concurrent_runs_of_a_step_and_day_keep_one_complete_run() {
+    let env = Env::new();
+    env.generate(day(), 80_000, 9);
+    let cfg = env.write_config();
+    let cfg = cfg.to_str().unwrap();
+    for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
+        let out = run_bin(step, &["--config", cfg, "--date", DAY], &env);
+        assert_eq!(out.status.code(), Some(0), "{step}");
+    }
+    let count = |env: &Env| env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'"));
+    let before = count(&env);
+    let bytes = env.curated_bytes(day());
+    let mut refused = 0;
+    for round in 0..2 {
+        for step in ["bitacora-extract", "bitacora-transform", "bitacora-catalog"] {
+            for out in run_together(step, 3, cfg, &env) {
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                match out.status.code() {
+                    Some(0) => assert_eq!(one_json(&out)["status"], "ok"),
+                    Some(1) => {
+                        assert!(
+                            stderr.contains("is already running: run "),
+                            "{step} round {round}: refused without naming the holder: {stderr}"
+                        );
+                        assert_eq!(one_json(&out)["error_kind"], "busy", "{stderr}");
+                        refused += 1;
+                    }
+                    other => panic!("{step}: exit {other:?}: {stderr}"),
+                }
+            }
+            assert_published_files_exist(&env);
+            assert_eq!(count(&env), before, "{step} round {round}");
+        }
+    }
+    assert!(
+        refused >= 3,
+        "the runs never overlapped ({refused} refused)"
+    );
+    assert_eq!(env.curated_bytes(day()), bytes);
+}
+
+/// A publication never removes a run folder that a live lease reads: an extract published twice
+/// while a transform reads the first run, a transform published twice while a catalog registers.
+#[test]
+fn publications_keep_the_runs_that_live_leases_read() {
+    use bitacora_core::lease::{DEFAULT_TTL, Lease};
+    let env = Env::new();
+    env.generate(day(), 2_000, 3);
+    let (e1, t1) = env.run_all(day());
+    let lake = env.lake();
+    let mut reader = Lease::acquire(&lake, "transform", day(), "reader", DEFAULT_TTL).unwrap();
+    reader.record_read("extract", &e1.run_id).unwrap();
+    let mut registrar = Lease::acquire(&lake, "catalog", day(), "registrar", DEFAULT_TTL).unwrap();
+    registrar.record_read("transform", &t1.run_id).unwrap();
+    // The transform lease is held: a transform of the day is refused...
+    let e = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap_err();
+    assert_eq!(e.kind(), "busy", "{e}");
+    // ... extracts are not, and two publications later the run being read is still there.
+    for _ in 0..2 {
+        bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap();
+    }
+    let raw_runs = lake.list_dirs(&format!("raw/dt={DAY}")).unwrap();
+    assert!(
+        raw_runs.contains(&format!("run={}", e1.run_id)),
+        "{raw_runs:?}"
+    );
+    drop(reader);
+    drop(registrar);
+    // Transforms published twice while a catalog lease reads t1: t1 stays.
+    let mut registrar = Lease::acquire(&lake, "catalog", day(), "registrar", DEFAULT_TTL).unwrap();
+    registrar.record_read("transform", &t1.run_id).unwrap();
+    for _ in 0..2 {
+        bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap();
+    }
+    let runs = lake.list_dirs(&format!("events/dt={DAY}")).unwrap();
+    assert!(runs.contains(&format!("run={}", t1.run_id)), "{runs:?}");
+    drop(registrar);
+    // Released: the next publication cleans up (its own run, the one it replaces, and the
+    // one the catalog serves, which is t1 here).
+    let t = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap();
+    let runs = lake.list_dirs(&format!("events/dt={DAY}")).unwrap();
+    assert!(
+        runs.len() <= 3 && runs.contains(&format!("run={}", t.run_id)),
+        "{runs:?}"
+    );
+}
+
+/// The catalog registers only files that exist with their manifest's size, and a query over a
+/// registered partition whose file disappeared fails naming it instead of answering from the rest.
+#[test]
+fn missing_curated_files_fail_the_catalog_and_queries_naming_the_file() {
+    let env = Env::new();
+    env.generate(day(), 2_000, 5);
+    env.run_all(day());
+    let lake = env.lake();
+    let m = Manifest::load(&lake, "transform", day()).unwrap().unwrap();
+    let file = m.outputs["events"].files[0].path.clone();
+    let saved = lake.get(&file).unwrap();
+    lake.delete(&file).unwrap();
+
+    let e = bitacora_query::query(&env.config, "SELECT count(*) FROM events").unwrap_err();
+    assert!(e.to_string().contains(&file), "{e}");
+    assert!(e.to_string().contains("missing"), "{e}");
+    let e = bitacora_catalog::run(&env.config, &CatalogParams { date: day() }).unwrap_err();
+    assert!(
+        e.to_string().contains(&file) && e.to_string().contains("is missing"),
+        "{e}"
+    );
+    // Replaced by something else: the size tells.
+    lake.put(&file, saved.slice(..saved.len() - 1)).unwrap();
+    let e = bitacora_catalog::run(&env.config, &CatalogParams { date: day() }).unwrap_err();
+    assert!(e.to_string().contains("the manifest says"), "{e}");
+    lake.put(&file, saved).unwrap();
+    bitacora_catalog::run(&env.config, &CatalogParams { date: day() }).unwrap();
+    assert!(env.scalar("SELECT count(*) FROM events") > 1_000);
+}
+
+/// Spill folders are private (0700, files 0600: they hold decrypted rows), and the folders that
+/// killed runs left behind are removed by the next transform; a live run's folder is not.
+#[test]
+fn spill_folders_are_private_and_killed_runs_folders_are_removed() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut env = Env::new();
+    env.config.transform.rows_per_file = 200;
+    env.generate(day(), 3_000, 6);
+    let spill = env.path().join("spill");
+    std::fs::create_dir_all(&spill).unwrap();
+    // A killed run's folder: its owner lock is free.
+    let stale = spill.join("bitacora-spill-killed");
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join(".owner.lock"), b"").unwrap();
+    std::fs::write(stale.join("bucket-00000.arrow"), b"decrypted rows").unwrap();
+    // A live run's folder: its lock is held (by this process, as a running transform would).
+    let live = spill.join("bitacora-spill-live");
+    std::fs::create_dir(&live).unwrap();
+    let lock = std::fs::File::create(live.join(".owner.lock")).unwrap();
+    lock.lock().unwrap();
+
+    // Watch the run's own folder while it spills.
+    let watched = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (spill, watched, stop) = (spill.clone(), watched.clone(), stop.clone());
+        let (live, stale) = (live.clone(), stale.clone());
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for d in std::fs::read_dir(&spill).unwrap().flatten() {
+                    let p = d.path();
+                    if p == live || p == stale {
+                        continue;
+                    }
+                    for f in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                        if let Ok(m) = f.metadata() {
+                            let dir_mode = std::fs::metadata(&p).map(|m| m.permissions().mode());
+                            watched.lock().unwrap().push((
+                                dir_mode.unwrap_or(0) & 0o777,
+                                m.permissions().mode() & 0o777,
+                            ));
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    bitacora_extract::run(&env.config, &ExtractParams::new(day())).unwrap();
+    let t = bitacora_transform::run(&env.config, &TransformParams { date: day() }).unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    assert!(t.spilled);
+    assert!(!stale.exists(), "a killed run's spill folder is removed");
+    assert!(live.exists(), "a live run's spill folder is left alone");
+    let seen = watched.lock().unwrap();
+    assert!(!seen.is_empty(), "the spill folder was never seen");
+    for (dir, file) in seen.iter() {
+        assert_eq!((*dir, *file), (0o700, 0o600), "spill folder / file modes");
+    }
+    drop(lock);
 }

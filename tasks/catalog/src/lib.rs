@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use bitacora_core::catalog::{Catalog, Change, Column, Partition, StorageDescriptor, Table};
 use bitacora_core::config::CatalogKind;
-use bitacora_core::lake::Lake;
+use bitacora_core::lake::{Lake, layout};
+use bitacora_core::lease::Lease;
 use bitacora_core::manifest::Manifest;
 use bitacora_core::schema::{
     EVENTS_TABLE, PARTITION_COLUMN, QUARANTINE_TABLE, hive_type, table_schema,
@@ -113,17 +114,65 @@ pub struct CatalogReport {
     pub duration_ms: u64,
 }
 
+/// Fails unless every file the transform run published for `table` is in the lake with the size
+/// its manifest gives (one listing of the run folder): a partition is never registered over files
+/// that are gone or were replaced.
+fn verify_files(lake: &Lake, manifest: &Manifest, table: &str) -> Result<()> {
+    let Some(out) = manifest.outputs.get(table) else {
+        return Ok(());
+    };
+    if out.files.is_empty() {
+        return Ok(());
+    }
+    let present: BTreeMap<String, u64> = lake
+        .list(&out.location)?
+        .into_iter()
+        .map(|o| (o.path, o.size))
+        .collect();
+    for f in &out.files {
+        let problem = match present.get(&f.path) {
+            None => "is missing".to_string(),
+            Some(&size) if size != f.bytes => {
+                format!("has {size} bytes, the manifest says {}", f.bytes)
+            }
+            Some(_) => continue,
+        };
+        return Err(Error::Metadata {
+            what: "curated file",
+            location: lake.url_of(&f.path),
+            message: format!(
+                "{problem} ({table} dt={}, transform run {}, {} rows): not registered — re-run `bitacora-transform --date {}`",
+                manifest.date, manifest.run_id, f.rows, manifest.date
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Registers the tables and the partitions of the day's published transform run.
 pub fn run(config: &Config, params: &CatalogParams) -> Result<CatalogReport> {
     let started = Instant::now();
     let day = params.date;
     let lake = Lake::from_config(config)?;
+    // One catalog run of the day at a time; the transform run it registers is recorded in the
+    // lease, so that no transform publication removes it meanwhile.
+    let mut lease = Lease::acquire(
+        &lake,
+        STEP,
+        day,
+        &layout::new_run_id(),
+        config.lake.lease_ttl(),
+    )?;
     let manifest = Manifest::load(&lake, "transform", day)?.ok_or_else(|| {
         Error::NotFound(format!(
             "no curated partition for {day} in {}: run `bitacora-transform --date {day}` first",
             lake.root()
         ))
     })?;
+    lease.record_read("transform", &manifest.run_id)?;
+    for name in [EVENTS_TABLE, QUARANTINE_TABLE] {
+        verify_files(&lake, &manifest, name)?;
+    }
     let catalog = open(config, &lake)?;
     let db = &config.catalog.database;
     let database_change = catalog.ensure_database(db)?;
@@ -168,6 +217,7 @@ pub fn run(config: &Config, params: &CatalogParams) -> Result<CatalogReport> {
             bytes: out.bytes,
         });
     }
+    drop(lease);
     tracing::info!(
         "catalog {day}: {db}.events dt={day} {:?}, {} rows",
         partitions[0].change,

@@ -112,6 +112,16 @@ pub struct LakeConfig {
     pub retry_timeout_secs: u64,
     /// Cloud lakes: objects larger than this are uploaded in parts (at least 5 MiB).
     pub multipart_bytes: usize,
+    /// Cloud lakes: how long a run's lease of its step and day lasts unless renewed (every third
+    /// of it); a killed run's day can be run again after this long.
+    pub lease_secs: u64,
+}
+
+impl LakeConfig {
+    /// The lease time of runs on this lake (see [`crate::lease`]).
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.lease_secs)
+    }
 }
 
 impl Default for LakeConfig {
@@ -121,6 +131,7 @@ impl Default for LakeConfig {
             max_retries: 10,
             retry_timeout_secs: 180,
             multipart_bytes: 16 << 20,
+            lease_secs: crate::lease::DEFAULT_TTL.as_secs(),
         }
     }
 }
@@ -355,10 +366,17 @@ impl Config {
         env: &[(String, String)],
     ) -> Result<Config> {
         resolve_paths(&mut table, &absolute(base));
-        apply_env(&mut table, env)?;
+        let origins = apply_env(&mut table, env)?;
+        Self::finish(table).map_err(|e| from_env(e, &origins))
+    }
+
+    /// Deserialises and validates a merged document, then resolves the remaining relative paths
+    /// (defaults and environment values) against the working directory. Validation comes first:
+    /// an empty path would otherwise resolve to the working directory itself.
+    fn finish(table: toml::Table) -> Result<Config> {
         let mut config = Self::from_table(table)?;
-        config.resolve_defaults_against(&absolute(Path::new(".")));
         config.validate()?;
+        config.resolve_defaults_against(&absolute(Path::new(".")));
         Ok(config)
     }
 
@@ -368,10 +386,7 @@ impl Config {
             path: PathBuf::from("<string>"),
             message,
         })?;
-        let mut config = Self::from_table(table)?;
-        config.resolve_defaults_against(&absolute(Path::new(".")));
-        config.validate()?;
-        Ok(config)
+        Self::finish(table)
     }
 
     fn from_table(table: toml::Table) -> Result<Config> {
@@ -384,15 +399,9 @@ impl Config {
             }
         }
         let value = toml::Value::Table(table);
-        serde_path_to_error::deserialize(value).map_err(|e| {
+        serde_path_to_error::deserialize(value.clone()).map_err(|e| {
             let key = e.path().to_string();
-            let message = e.inner().to_string();
-            let message = message
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let message = explain_serde_error(&value, &key, &e.inner().to_string());
             Error::config(if key == "." { "config".into() } else { key }, message)
         })
     }
@@ -423,12 +432,8 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         // Whether a backend exists in this build is decided by its factory (the step crates);
         // here only settings that no backend could use.
-        if self.source.kind == SourceKind::Cloudwatch && self.source.log_group.trim().is_empty() {
-            return Err(Error::config(
-                "source.log_group",
-                "required when source.kind = \"cloudwatch\"",
-            ));
-        }
+        self.validate_text()?;
+        self.validate_numbers()?;
         if self.query.engine == QueryEngineKind::Athena
             && self.query.output_location.is_none()
             && self.query.workgroup.is_none()
@@ -484,28 +489,175 @@ impl Config {
                 ),
             ));
         }
-        let positive = [
+        Ok(())
+    }
+
+    /// Text and path settings: an empty one is never meant (an empty `lake.root` or `key_file`
+    /// would be the working directory). Leave an optional key out to leave it unset.
+    fn validate_text(&self) -> Result<()> {
+        let paths = [
+            ("source.path", Some(&self.source.path)),
+            ("encryption.key_file", self.encryption.key_file.as_ref()),
+            ("transform.spill_dir", self.transform.spill_dir.as_ref()),
+        ];
+        let texts = [
+            ("lake.root", Some(&self.lake.root)),
+            ("source.log_group", Some(&self.source.log_group)),
             (
-                "extract.max_object_bytes",
-                self.extract.max_object_bytes as usize,
+                "source.log_stream_prefix",
+                self.source.log_stream_prefix.as_ref(),
             ),
-            ("transform.rows_per_file", self.transform.rows_per_file),
-            ("transform.row_group_rows", self.transform.row_group_rows),
+            ("encryption.kms_key_id", self.encryption.kms_key_id.as_ref()),
+            ("query.workgroup", self.query.workgroup.as_ref()),
+            ("query.output_location", self.query.output_location.as_ref()),
+            ("transform.glue_job", self.transform.glue_job.as_ref()),
             (
-                "transform.max_record_bytes",
-                self.transform.max_record_bytes,
+                "transform.emr_application_id",
+                self.transform.emr_application_id.as_ref(),
+            ),
+            (
+                "transform.emr_execution_role",
+                self.transform.emr_execution_role.as_ref(),
+            ),
+            (
+                "transform.script_location",
+                self.transform.script_location.as_ref(),
             ),
         ];
-        for (key, v) in positive {
-            if v == 0 {
-                return Err(Error::config(key, "must be greater than 0"));
-            }
+        let blank = paths
+            .into_iter()
+            .filter_map(|(k, p)| p.map(|p| (k, p.to_string_lossy().trim().is_empty())))
+            .chain(
+                texts
+                    .into_iter()
+                    .filter_map(|(k, t)| t.map(|t| (k, t.trim().is_empty()))),
+            )
+            .find(|(_, blank)| *blank);
+        match blank {
+            Some((key, _)) => Err(Error::config(key, "must not be empty")),
+            None => Ok(()),
         }
-        if !(1..=22).contains(&self.transform.zstd_level) {
+    }
+
+    /// Every numeric setting against the range it can be used in.
+    fn validate_numbers(&self) -> Result<()> {
+        let (s, l, e, t) = (&self.source, &self.lake, &self.extract, &self.transform);
+        let rate = s.max_requests_per_second;
+        if !(rate.is_finite() && rate > 0.0) {
             return Err(Error::config(
-                "transform.zstd_level",
-                "must be between 1 and 22",
+                "source.max_requests_per_second",
+                format!("must be a number greater than 0, got {rate}"),
             ));
+        }
+        // (key, value, lowest, highest, why the bound)
+        let ranges: [(&str, u64, u64, u64, &str); 16] = [
+            (
+                "source.slices",
+                s.slices.into(),
+                1,
+                1440,
+                " (slices of a minute at least)",
+            ),
+            (
+                "source.page_size",
+                s.page_size.into(),
+                1,
+                10_000,
+                " (CloudWatch's limit)",
+            ),
+            ("source.max_attempts", s.max_attempts.into(), 1, 100, ""),
+            (
+                "source.settle_minutes",
+                s.settle_minutes,
+                0,
+                20_160,
+                " (14 days)",
+            ),
+            ("lake.max_retries", l.max_retries as u64, 0, 100, ""),
+            ("lake.lease_secs", l.lease_secs, 15, 3_600, ""),
+            (
+                "lake.retry_timeout_secs",
+                l.retry_timeout_secs,
+                1,
+                86_400,
+                "",
+            ),
+            (
+                "lake.multipart_bytes",
+                l.multipart_bytes as u64,
+                5 << 20,
+                5 << 30,
+                " (S3 parts are 5 MiB to 5 GiB)",
+            ),
+            (
+                "extract.max_object_bytes",
+                e.max_object_bytes,
+                1,
+                u64::MAX,
+                "",
+            ),
+            (
+                "extract.workers",
+                e.workers as u64,
+                0,
+                1024,
+                " (0: one per core)",
+            ),
+            (
+                "transform.rows_per_file",
+                t.rows_per_file as u64,
+                1,
+                u64::MAX,
+                "",
+            ),
+            (
+                "transform.row_group_rows",
+                t.row_group_rows as u64,
+                1,
+                u64::MAX,
+                "",
+            ),
+            (
+                "transform.max_record_bytes",
+                t.max_record_bytes as u64,
+                1,
+                u64::MAX,
+                "",
+            ),
+            (
+                "transform.workers",
+                t.workers as u64,
+                0,
+                1024,
+                " (0: one per core)",
+            ),
+            ("transform.poll_max_secs", t.poll_max_secs, 1, 3600, ""),
+            (
+                "transform.zstd_level",
+                u64::try_from(t.zstd_level).unwrap_or(0),
+                1,
+                22,
+                "",
+            ),
+        ];
+        for (key, v, lo, hi, why) in ranges {
+            if v < lo || v > hi {
+                // zstd_level is the only signed one: report what was set.
+                let got = if key == "transform.zstd_level" {
+                    t.zstd_level.to_string()
+                } else {
+                    v.to_string()
+                };
+                let range = if hi == u64::MAX {
+                    format!("at least {lo}")
+                } else {
+                    format!("between {lo} and {hi}")
+                };
+                return Err(Error::config(
+                    key,
+                    format!("must be {range}{why}, got {got}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -546,7 +698,8 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
         let Some(toml::Value::String(s)) = sec.get_mut(*key) else {
             continue;
         };
-        if s.contains("://") {
+        // A blank value is left for validation to reject (joined, it would name `base` itself).
+        if s.contains("://") || s.trim().is_empty() {
             continue;
         }
         let p = Path::new(s.as_str());
@@ -556,10 +709,103 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
     }
 }
 
-/// Applies `BITACORA_<SECTION>_<KEY>` variables. Values are typed by the key's current default:
-/// integers for numeric keys, strings otherwise.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
+/// Explains a serde error of the document `doc` at the dotted `key` in words: what was expected
+/// and the value found there (serde's own message names Rust types and sometimes omits the value).
+fn explain_serde_error(doc: &toml::Value, key: &str, serde_message: &str) -> String {
+    let first = serde_message.lines().next().unwrap_or_default().trim();
+    // "unknown field `x`, expected `a` or `b`" / "..., expected one of `a`, `b`, `c`".
+    if let Some(rest) = first.strip_prefix("unknown field `") {
+        return match rest.split_once(", expected ") {
+            Some((_, expected)) => format!("unknown key (expected {})", one_of(expected)),
+            None => "unknown key".into(),
+        };
+    }
+    if let Some(rest) = first.strip_prefix("unknown variant `") {
+        return match rest.split_once("`, expected ") {
+            Some((got, expected)) => {
+                format!("unknown value {got:?} (expected {})", one_of(expected))
+            }
+            None => first.to_string(),
+        };
+    }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some((unexpected, expected)) = first
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        else {
+            continue;
+        };
+        let found = lookup(doc, key);
+        let got = match found {
+            Some(v) => v.to_string(),
+            None => unexpected.replace('`', ""),
+        };
+        let range_error = prefix == "invalid value: ";
+        return format!(
+            "expected {}, got {got}",
+            expected_in_words(expected, range_error, found)
+        );
+    }
+    first.to_string()
+}
+
+/// "`a` or `b`" / "one of `a`, `b`" → "one of a, b" (or just "a" for one name).
+fn one_of(expected: &str) -> String {
+    let list = expected.strip_prefix("one of ").unwrap_or(expected);
+    let names: Vec<&str> = list
+        .split(", ")
+        .flat_map(|n| n.split(" or "))
+        .map(|n| n.trim().trim_matches('`'))
+        .filter(|n| !n.is_empty())
+        .collect();
+    match names.as_slice() {
+        [one] => (*one).to_string(),
+        _ => format!("one of {}", names.join(", ")),
+    }
+}
+
+fn lookup<'a>(doc: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
+    key.split('.').try_fold(doc, |v, part| v.get(part))
+}
+
+/// serde's name of the expected type, in the words of the configuration.
+fn expected_in_words(expected: &str, range_error: bool, found: Option<&toml::Value>) -> String {
+    let integer = |min: i128, max: i128| {
+        if !range_error {
+            return "an integer".to_string();
+        }
+        match found {
+            Some(toml::Value::Integer(n)) if *n < 0 && min == 0 => {
+                "a non-negative integer".to_string()
+            }
+            _ if min == 0 => format!("an integer of at most {max}"),
+            _ => format!("an integer between {min} and {max}"),
+        }
+    };
+    match expected {
+        "u8" => integer(0, u8::MAX.into()),
+        "u16" => integer(0, u16::MAX.into()),
+        "u32" => integer(0, u32::MAX.into()),
+        "u64" | "usize" => integer(0, i64::MAX.into()),
+        "i8" => integer(i8::MIN.into(), i8::MAX.into()),
+        "i16" => integer(i16::MIN.into(), i16::MAX.into()),
+        "i32" => integer(i32::MIN.into(), i32::MAX.into()),
+        "i64" | "isize" => integer(i64::MIN.into(), i64::MAX.into()),
+        "f32" | "f64" => "a number".into(),
+        "a boolean" | "bool" => "true or false".into(),
+        "a string" | "string only" | "path string" | "a borrowed string" | "a character" => {
+            "a string".into()
+        }
+        e if e.starts_with("struct ") => "a table".into(),
+        e => e.to_string(),
+    }
+}
+
+/// Applies `BITACORA_<SECTION>_<KEY>` variables, converted to the type of the key's default
+/// (integers, floats, booleans; strings for the others). Returns which variable set which key.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<(String, String)>> {
     let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let mut origins = Vec::new();
     for (name, value) in env {
         let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -571,20 +817,27 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         if !SECTIONS.contains(&section) {
             continue;
         }
-        let numeric = matches!(
-            defaults.get(section).and_then(|s| s.get(key)),
-            Some(toml::Value::Integer(_))
-        );
-        let typed = if numeric {
-            let n: i64 = value.trim().parse().map_err(|_| {
-                Error::config(
-                    format!("{section}.{key}"),
-                    format!("{name}={value:?} is not an integer"),
-                )
-            })?;
-            toml::Value::Integer(n)
-        } else {
-            toml::Value::String(value.clone())
+        let dotted = format!("{section}.{key}");
+        let bad = |expected: &str| {
+            Error::config(
+                &dotted,
+                format!("expected {expected}, got {value:?} (from {name})"),
+            )
+        };
+        let v = value.trim();
+        let typed = match defaults.get(section).and_then(|s| s.get(key)) {
+            Some(toml::Value::Integer(_)) => {
+                toml::Value::Integer(v.parse().map_err(|_| bad("an integer"))?)
+            }
+            Some(toml::Value::Float(_)) => {
+                toml::Value::Float(v.parse().map_err(|_| bad("a number"))?)
+            }
+            Some(toml::Value::Boolean(_)) => match v.to_ascii_lowercase().as_str() {
+                "true" => toml::Value::Boolean(true),
+                "false" => toml::Value::Boolean(false),
+                _ => return Err(bad("true or false")),
+            },
+            _ => toml::Value::String(value.clone()),
         };
         let sec = table
             .entry(section.to_string())
@@ -592,8 +845,26 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<()> {
         if let toml::Value::Table(sec) = sec {
             sec.insert(key.to_string(), typed);
         }
+        origins.push((dotted, name.clone()));
     }
-    Ok(())
+    Ok(origins)
+}
+
+/// Names the environment variable behind a configuration error about a key it set.
+fn from_env(e: Error, origins: &[(String, String)]) -> Error {
+    match e {
+        Error::Config { key, message } => {
+            let var = origins.iter().rev().find(|(k, _)| *k == key);
+            match var {
+                Some((_, name)) if !message.contains(name.as_str()) => Error::Config {
+                    message: format!("{message} (from {name})"),
+                    key,
+                },
+                _ => Error::Config { key, message },
+            }
+        }
+        e => e,
+    }
 }
 
 #[cfg(test)]
@@ -655,6 +926,257 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("transform.zstd_level"), "{e}");
         assert!(!e.to_string().contains('\n'));
+    }
+
+    fn err(doc: &str) -> String {
+        let e = Config::from_toml_str(doc).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        e.to_string()
+    }
+
+    fn env_err(pairs: &[(&str, &str)]) -> String {
+        let e = Config::load_with_env(None, &env(pairs)).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn empty_lake_root_and_paths_are_refused() {
+        let e = err("[lake]\nroot = \"\"\n");
+        assert_eq!(e, "bad configuration: lake.root: must not be empty");
+        assert!(err("[lake]\nroot = \"  \"\n").contains("lake.root: must not be empty"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.toml");
+        std::fs::write(&p, "[lake]\nroot = \"\"\n[encryption]\nkey_file = \"k\"\n").unwrap();
+        let e = Config::load_with_env(Some(&p), &env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("lake.root: must not be empty"),
+            "{e}"
+        );
+        std::fs::write(&p, "[encryption]\nkey_file = \"\"\n").unwrap();
+        let e = Config::load_with_env(Some(&p), &env(&[])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("encryption.key_file: must not be empty"),
+            "{e}"
+        );
+
+        assert_eq!(
+            env_err(&[("BITACORA_LAKE_ROOT", "")]),
+            "bad configuration: lake.root: must not be empty (from BITACORA_LAKE_ROOT)"
+        );
+        for (var, key) in [
+            ("BITACORA_SOURCE_PATH", "source.path"),
+            ("BITACORA_TRANSFORM_SPILL_DIR", "transform.spill_dir"),
+            ("BITACORA_QUERY_WORKGROUP", "query.workgroup"),
+        ] {
+            let e = env_err(&[(var, "")]);
+            assert!(e.contains(&format!("{key}: must not be empty")), "{e}");
+        }
+    }
+
+    #[test]
+    fn errors_say_why_and_name_the_bad_key() {
+        let cases = [
+            (
+                "[extract]\nworkerz = 1\n",
+                "extract.workerz: unknown key (expected one of max_object_bytes, workers)",
+            ),
+            (
+                "[extract]\nworkers = \"two\"\n",
+                "extract.workers: expected an integer, got \"two\"",
+            ),
+            (
+                "[extract]\nworkers = 2.5\n",
+                "extract.workers: expected an integer, got 2.5",
+            ),
+            (
+                "[extract]\nworkers = -1\n",
+                "extract.workers: expected a non-negative integer, got -1",
+            ),
+            (
+                "[source]\nslices = 5000000000\n",
+                "source.slices: expected an integer of at most 4294967295, got 5000000000",
+            ),
+            (
+                "[source]\nlog_group = true\n",
+                "source.log_group: expected a string, got true",
+            ),
+            (
+                "[source]\nmax_requests_per_second = \"fast\"\n",
+                "source.max_requests_per_second: expected a number, got \"fast\"",
+            ),
+            (
+                "[encryption]\nkey_file = 3\n",
+                "encryption.key_file: expected a string, got 3",
+            ),
+            (
+                "[catalog]\nkind = \"hive\"\n",
+                "catalog.kind: unknown value \"hive\" (expected one of local, glue)",
+            ),
+            ("lake = 3\n", "lake: expected a table, got 3"),
+            (
+                "[nope]\n",
+                "nope: unknown section (expected one of source, lake, encryption, catalog, query, extract, transform)",
+            ),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(err(doc), format!("bad configuration: {want}"), "{doc:?}");
+        }
+        let e = env_err(&[("BITACORA_EXTRACT_WORKERZ", "1")]);
+        assert!(
+            e.contains("extract.workerz: unknown key (expected one of"),
+            "{e}"
+        );
+        assert!(e.ends_with("(from BITACORA_EXTRACT_WORKERZ)"), "{e}");
+    }
+
+    #[test]
+    fn environment_values_take_the_type_of_their_key() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND", "2"),
+                ("BITACORA_SOURCE_PAGE_SIZE", " 500 "),
+                ("BITACORA_SOURCE_LOG_STREAM_PREFIX", "ios-"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.source.max_requests_per_second, 2.0);
+        assert_eq!(c.source.page_size, 500);
+        assert_eq!(c.source.log_stream_prefix.as_deref(), Some("ios-"));
+        let c = Config::load_with_env(
+            None,
+            &env(&[("BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND", "0.5")]),
+        )
+        .unwrap();
+        assert_eq!(c.source.max_requests_per_second, 0.5);
+
+        assert_eq!(
+            env_err(&[("BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND", "two")]),
+            "bad configuration: source.max_requests_per_second: expected a number, got \"two\" (from BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND)"
+        );
+        let e = env_err(&[("BITACORA_EXTRACT_WORKERS", "2.5")]);
+        assert!(
+            e.contains("extract.workers: expected an integer, got \"2.5\""),
+            "{e}"
+        );
+        let e = env_err(&[("BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND", "NaN")]);
+        assert!(e.contains("source.max_requests_per_second: must be a number greater than 0, got NaN (from BITACORA_SOURCE_MAX_REQUESTS_PER_SECOND)"), "{e}");
+        let e = env_err(&[("BITACORA_SOURCE_SLICES", "0")]);
+        assert!(
+            e.contains("source.slices: must be between 1 and 1440"),
+            "{e}"
+        );
+        assert!(e.ends_with("(from BITACORA_SOURCE_SLICES)"), "{e}");
+    }
+
+    #[test]
+    fn numeric_settings_out_of_range_are_refused() {
+        let cases = [
+            (
+                "[source]\nslices = 0",
+                "source.slices: must be between 1 and 1440 (slices of a minute at least), got 0",
+            ),
+            (
+                "[source]\nslices = 1441",
+                "source.slices: must be between 1 and 1440",
+            ),
+            (
+                "[source]\npage_size = 0",
+                "source.page_size: must be between 1 and 10000 (CloudWatch's limit), got 0",
+            ),
+            (
+                "[source]\npage_size = 10001",
+                "source.page_size: must be between 1 and 10000",
+            ),
+            (
+                "[source]\nmax_requests_per_second = 0",
+                "source.max_requests_per_second: must be a number greater than 0, got 0",
+            ),
+            (
+                "[source]\nmax_requests_per_second = -2.5",
+                "source.max_requests_per_second: must be a number greater than 0, got -2.5",
+            ),
+            (
+                "[source]\nmax_requests_per_second = nan",
+                "source.max_requests_per_second: must be a number greater than 0, got NaN",
+            ),
+            (
+                "[source]\nmax_requests_per_second = inf",
+                "source.max_requests_per_second: must be a number greater than 0, got inf",
+            ),
+            (
+                "[source]\nmax_attempts = 0",
+                "source.max_attempts: must be between 1 and 100, got 0",
+            ),
+            (
+                "[source]\nsettle_minutes = 100000",
+                "source.settle_minutes: must be between 0 and 20160",
+            ),
+            (
+                "[lake]\nmax_retries = 1000",
+                "lake.max_retries: must be between 0 and 100, got 1000",
+            ),
+            (
+                "[lake]\nretry_timeout_secs = 0",
+                "lake.retry_timeout_secs: must be between 1 and 86400, got 0",
+            ),
+            (
+                "[lake]\nmultipart_bytes = 1000",
+                "lake.multipart_bytes: must be between 5242880 and 5368709120",
+            ),
+            (
+                "[extract]\nmax_object_bytes = 0",
+                "extract.max_object_bytes: must be at least 1, got 0",
+            ),
+            (
+                "[extract]\nworkers = 100000",
+                "extract.workers: must be between 0 and 1024 (0: one per core), got 100000",
+            ),
+            (
+                "[transform]\nrows_per_file = 0",
+                "transform.rows_per_file: must be at least 1, got 0",
+            ),
+            (
+                "[transform]\nrow_group_rows = 0",
+                "transform.row_group_rows: must be at least 1",
+            ),
+            (
+                "[transform]\nmax_record_bytes = 0",
+                "transform.max_record_bytes: must be at least 1",
+            ),
+            (
+                "[transform]\nworkers = 2000",
+                "transform.workers: must be between 0 and 1024",
+            ),
+            (
+                "[transform]\npoll_max_secs = 0",
+                "transform.poll_max_secs: must be between 1 and 3600, got 0",
+            ),
+            (
+                "[transform]\nzstd_level = 0",
+                "transform.zstd_level: must be between 1 and 22, got 0",
+            ),
+            (
+                "[transform]\nzstd_level = -3",
+                "transform.zstd_level: must be between 1 and 22, got -3",
+            ),
+        ];
+        for (doc, want) in cases {
+            let e = err(doc);
+            assert!(e.contains(want), "{doc:?}: {e}");
+        }
+        // The bounds themselves are usable.
+        let c = Config::from_toml_str(
+            "[source]\nslices = 1440\npage_size = 10000\nmax_attempts = 1\nmax_requests_per_second = 0.01\nsettle_minutes = 0\n\
+             [lake]\nmax_retries = 0\nretry_timeout_secs = 1\nmultipart_bytes = 5242880\n\
+             [extract]\nmax_object_bytes = 1\nworkers = 1024\n[transform]\nzstd_level = 22\npoll_max_secs = 3600\n",
+        )
+        .unwrap();
+        assert_eq!(c.source.page_size, 10_000);
+        Config::default().validate().unwrap();
     }
 
     #[test]

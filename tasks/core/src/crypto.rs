@@ -44,7 +44,12 @@ pub trait KeyProvider: Send + Sync {
     fn unwrap(&self, wrapped: &str, object: &str) -> Result<[u8; 32]>;
 }
 
-/// A 256-bit master key kept in a local file (64 hex characters), created with mode 0600.
+/// How to make a key file by hand, quoted by the errors about one.
+const MAKE_KEY: &str = "openssl rand -hex 32 > PATH; chmod 600 PATH";
+
+/// A 256-bit master key kept in a local file, created with mode 0600: 64 hexadecimal characters
+/// (what `extract` writes; a trailing newline or spaces are fine) or exactly 32 raw bytes. Like an
+/// ssh private key, a file that its group or others may read is refused.
 pub struct LocalKey {
     path: PathBuf,
     cipher: Aes256Gcm,
@@ -70,23 +75,30 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 }
 
 impl LocalKey {
-    /// Loads the key file; errors name the file.
+    /// Loads the key file; errors name the file and say how to fix it.
     pub fn load(path: &Path) -> Result<LocalKey> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Key {
+        let key_error = |message: String| Error::Key {
             path: path.to_path_buf(),
-            message: if e.kind() == io::ErrorKind::NotFound {
+            message,
+        };
+        let file = std::fs::File::open(path).map_err(|e| {
+            key_error(if e.kind() == io::ErrorKind::NotFound {
                 "not found (it is created by the first extract; set encryption.key_file)".into()
             } else {
                 e.to_string()
-            },
+            })
         })?;
-        let bytes = hex::decode(text.trim()).map_err(|_| Error::Key {
-            path: path.to_path_buf(),
-            message: "not a key: expected 64 hexadecimal characters".into(),
-        })?;
-        let key: [u8; 32] = bytes.try_into().map_err(|_| Error::Key {
-            path: path.to_path_buf(),
-            message: "not a key: expected 32 bytes (64 hexadecimal characters)".into(),
+        check_private(&file, path)?;
+        // A key file is 64 characters and a newline: anything much larger is not one.
+        let mut bytes = Vec::new();
+        file.take(4096)
+            .read_to_end(&mut bytes)
+            .map_err(|e| key_error(e.to_string()))?;
+        let key = parse_key(&bytes).map_err(|found| {
+            key_error(format!(
+                "not a key: {found}; expected 64 hexadecimal characters (a trailing newline is fine) or exactly 32 raw bytes; make one with `{}`",
+                MAKE_KEY.replace("PATH", &path.display().to_string())
+            ))
         })?;
         Ok(Self::from_bytes(path, key))
     }
@@ -140,6 +152,62 @@ impl LocalKey {
             id,
         }
     }
+}
+
+/// Refuses a key file that its group or others may use, as ssh does for private keys.
+#[cfg(unix)]
+fn check_private(file: &std::fs::File, path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|e| Error::Key {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?
+        .permissions()
+        .mode()
+        & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(Error::Key {
+            path: path.to_path_buf(),
+            message: format!(
+                "permissions {mode:04o} are too open: a master key must be readable by its owner only (run `chmod 600 {}`)",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_file: &std::fs::File, _path: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// The key in a key file's bytes, or what was found instead.
+fn parse_key(bytes: &[u8]) -> std::result::Result<[u8; 32], String> {
+    let is_hex = |b: &[u8]| !b.is_empty() && b.iter().all(u8::is_ascii_hexdigit);
+    // Exactly 32 bytes are a raw key, unless they are all hexadecimal digits: then they are most
+    // likely a 128-bit key in hex (random raw bytes are all hex digits with probability ~1e-34).
+    if bytes.len() == 32 && !is_hex(bytes) {
+        let mut key = [0u8; 32];
+        key.copy_from_slice(bytes);
+        return Ok(key);
+    }
+    let text = bytes.trim_ascii();
+    if text.is_empty() {
+        return Err("the file is empty".into());
+    }
+    if !is_hex(text) {
+        return Err(format!(
+            "{} bytes that are neither 64 hexadecimal characters nor 32 raw bytes",
+            bytes.len()
+        ));
+    }
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key)
+        .map_err(|_| format!("{} hexadecimal characters", text.len()))?;
+    Ok(key)
 }
 
 impl KeyProvider for LocalKey {
@@ -331,10 +399,10 @@ pub fn is_encrypted(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// Decrypts an object produced by [`EncryptingWriter`], chunk by chunk.
+/// Decrypts an object produced by [`EncryptingWriter`], chunk by chunk. Errors of
+/// [`DecryptingReader::new`] name the object; read errors give the reason only (see `fail`).
 pub struct DecryptingReader<R: Read> {
     inner: R,
-    object: String,
     cipher: Aes256Gcm,
     header: Vec<u8>,
     prefix: [u8; 7],
@@ -402,7 +470,6 @@ impl<R: Read> DecryptingReader<R> {
         }
         Ok(DecryptingReader {
             inner,
-            object: object.to_string(),
             cipher: Aes256Gcm::new(&data_key.into()),
             header,
             prefix,
@@ -414,11 +481,11 @@ impl<R: Read> DecryptingReader<R> {
         })
     }
 
+    /// A read error. It carries the reason only: the reader's caller names the object (the
+    /// transform wraps it as [`Error::Crypto`] with the object's path), so the message says
+    /// `encryption: <object>: <reason>` once.
     fn fail(&self, m: &str) -> io::Error {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("encryption: {}: {m}", self.object),
-        )
+        io::Error::new(io::ErrorKind::InvalidData, m.to_string())
     }
 
     fn next_chunk(&mut self) -> io::Result<()> {
@@ -582,14 +649,153 @@ mod tests {
         assert!(decrypt(&k, &appended).is_err());
     }
 
+    /// Writes a key file readable by its owner only.
+    fn write_private(path: &Path, bytes: &[u8]) {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        opts.open(path).unwrap().write_all(bytes).unwrap();
+    }
+
     #[test]
     fn bad_key_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("k");
-        std::fs::write(&p, "not hex").unwrap();
+        write_private(&p, b"not hex");
         let e = LocalKey::load(&p).unwrap_err();
         assert!(e.to_string().contains(&p.display().to_string()));
         let e = LocalKey::load(&dir.path().join("missing")).unwrap_err();
         assert!(e.to_string().contains("not found"));
+    }
+
+    #[test]
+    fn raw_and_hex_keys_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        // A raw key whose last byte is a newline: 32 bytes are taken as they are.
+        let mut raw = [0u8; 32];
+        for (i, b) in raw.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37) ^ 0xa5;
+        }
+        raw[31] = b'\n';
+        let ids: Vec<String> = [
+            raw.to_vec(),
+            hex::encode(raw).into_bytes(),
+            format!("{}\n", hex::encode(raw)).into_bytes(),
+            format!("{}  \r\n", hex::encode_upper(raw)).into_bytes(),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| {
+            let p = dir.path().join(format!("k{i}"));
+            write_private(&p, bytes);
+            LocalKey::load(&p).unwrap().key_id().to_string()
+        })
+        .collect();
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+
+        // The key written by the first extract loads back.
+        let (created, _) = LocalKey::load_or_create(&dir.path().join("new")).unwrap();
+        let loaded = LocalKey::load(&dir.path().join("new")).unwrap();
+        assert_eq!(created.key_id(), loaded.key_id());
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_key_says_what_a_key_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let fix = format!(
+            "make one with `openssl rand -hex 32 > {0}; chmod 600 {0}`",
+            p.display()
+        );
+        for (bytes, found) in [
+            (b"".to_vec(), "the file is empty".to_string()),
+            (b"\n".to_vec(), "the file is empty".to_string()),
+            (
+                "ab".repeat(31).into_bytes(),
+                "62 hexadecimal characters".into(),
+            ),
+            // 32 hexadecimal characters: a 128-bit key in hex, not 32 raw bytes.
+            (
+                "ab".repeat(16).into_bytes(),
+                "32 hexadecimal characters".into(),
+            ),
+            (
+                b"not a key at all".to_vec(),
+                "16 bytes that are neither 64 hexadecimal characters nor 32 raw bytes".into(),
+            ),
+            (vec![0xff; 33], "33 bytes that are neither".into()),
+        ] {
+            write_private(&p, &bytes);
+            let e = LocalKey::load(&p).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("encryption key {}: not a key: ", p.display())),
+                "{e}"
+            );
+            assert!(e.contains(&found), "{e}");
+            assert!(
+                e.contains("expected 64 hexadecimal characters (a trailing newline is fine) or exactly 32 raw bytes"),
+                "{e}"
+            );
+            assert!(e.ends_with(&fix), "{e}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_others_may_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k");
+        let (k, _) = LocalKey::load_or_create(&p).unwrap();
+        for mode in [0o644, 0o640, 0o604, 0o620] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = LocalKey::load(&p).unwrap_err();
+            assert!(matches!(e, Error::Key { .. }), "{e:?}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "encryption key {0}: permissions {mode:04o} are too open: a master key must be readable by its owner only (run `chmod 600 {0}`)",
+                    p.display()
+                )
+            );
+            // Also when extract would otherwise reuse it.
+            assert!(LocalKey::load_or_create(&p).is_err());
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(LocalKey::load(&p).unwrap().key_id(), k.key_id());
+        }
+    }
+
+    #[test]
+    fn tampering_names_the_object_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "k");
+        let object = "raw/dt=2026-11-02/part-0.jsonl.zst.enc";
+        let mut w = EncryptingWriter::with_chunk(Vec::new(), &k, object, 64).unwrap();
+        w.write_all(&b"hello world".repeat(100)).unwrap();
+        let mut ct = w.finish().unwrap();
+        let n = ct.len();
+        ct[n - 20] ^= 1;
+        let mut r = DecryptingReader::new(&ct[..], &k, object).unwrap();
+        let io = r.read_to_end(&mut Vec::new()).unwrap_err();
+        // As the transform reports a failed read of a raw object.
+        let e = Error::Crypto {
+            object: object.into(),
+            message: io.to_string(),
+        }
+        .to_string();
+        assert_eq!(e.matches(object).count(), 1, "{e}");
+        assert_eq!(e.matches("encryption").count(), 1, "{e}");
+        assert_eq!(
+            e,
+            format!(
+                "encryption: {object}: authentication failed (wrong key, or the object was altered)"
+            )
+        );
     }
 }

@@ -68,6 +68,10 @@ pub enum Error {
     #[error("{0}")]
     NotFound(String),
 
+    /// Another run of the same step and day holds its lease (or took it over): this run did nothing.
+    #[error("{0}")]
+    Busy(String),
+
     /// The data written would break an invariant of the pipeline.
     #[error("invariant violated: {0}")]
     Invariant(String),
@@ -121,6 +125,7 @@ impl Error {
             Error::Storage { .. } => "storage",
             Error::Crypto { .. } | Error::Key { .. } => "encryption",
             Error::Metadata { .. } | Error::NotFound(_) => "metadata",
+            Error::Busy(_) => "busy",
             Error::Invariant(_) => "invariant",
             Error::Catalog(_) => "catalog",
             Error::Query(_) => "query",

@@ -10,6 +10,8 @@
 //! with [`is_value`]. The scanner is never more lenient than `serde_json`: what it accepts,
 //! `serde_json` accepts with the same values (a differential test in `normalize` checks it).
 
+use crate::model::EnvelopeHead;
+
 /// Nesting accepted inside a value before giving up on the fast path (`serde_json` allows 128).
 const MAX_DEPTH: u32 = 64;
 
@@ -443,6 +445,68 @@ pub(crate) fn envelope<'a>(line: &'a str, scratch: &mut String) -> Option<Envelo
     walk_envelope(line, |c| c.str_into(scratch))
 }
 
+/// The envelope members found in the first bytes of a line (see [`EnvelopeHead`]): members are
+/// read in order while they are complete and plain (unescaped key, followed by `,` or `}` within
+/// the head), so that a number or string cut by the head's end is never taken for its prefix.
+pub(crate) fn envelope_head(head: &str) -> EnvelopeHead<'_> {
+    let mut out = EnvelopeHead::default();
+    let (mut timestamps, mut streams, mut ids) = (0u32, 0u32, 0u32);
+    let mut c = Cursor::new(head);
+    c.ws();
+    if c.eat(b'{').is_none() {
+        return out;
+    }
+    loop {
+        c.ws();
+        let Some(key) = c.plain_str() else { break };
+        c.ws();
+        if c.eat(b':').is_none() {
+            break;
+        }
+        c.ws();
+        // (timestamp, string): the value of an envelope field, once read.
+        let value = match key {
+            "timestamp" => c.int().map(|t| (Some(t), None)),
+            "logStreamName" | "eventId" => c.plain_str().map(|s| (None, Some(s))),
+            _ => c.value(1).map(|_| (None, None)),
+        };
+        let Some((timestamp, text)) = value else {
+            break;
+        };
+        c.ws();
+        // Complete only when something follows it.
+        let Some(more) = c.more(b'}') else { break };
+        match key {
+            "timestamp" => {
+                timestamps += 1;
+                out.timestamp = timestamp;
+            }
+            "logStreamName" => {
+                streams += 1;
+                out.log_stream_name = text;
+            }
+            "eventId" => {
+                ids += 1;
+                out.event_id = text;
+            }
+            _ => {}
+        }
+        if !more {
+            break;
+        }
+    }
+    if timestamps > 1 {
+        out.timestamp = None;
+    }
+    if streams > 1 {
+        out.log_stream_name = None;
+    }
+    if ids > 1 {
+        out.event_id = None;
+    }
+    out
+}
+
 /// A member value of an app message, read where it lies in the envelope line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Member<'a> {
@@ -625,6 +689,41 @@ mod tests {
             r#"{"timestamp":1,"message":"m","logStreamName":"s","eventId":"e","x":[1,]}"#,
         ] {
             assert_eq!(envelope(bad, &mut s), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn envelope_heads_give_the_members_before_the_cut() {
+        let line = r#" { "logStreamName" : "s", "x":[1,{"y":2}], "timestamp":1793577600123, "eventId":"e1","message":"aaaa"}"#;
+        let full = EnvelopeHead {
+            timestamp: Some(1_793_577_600_123),
+            log_stream_name: Some("s"),
+            event_id: Some("e1"),
+        };
+        assert_eq!(envelope_head(line), full);
+        for cut in 0..line.len() {
+            let h = envelope_head(&line[..cut]);
+            // A member counts once complete; never a prefix of its value.
+            let at = |needle: &str| line.find(needle).unwrap() + needle.len();
+            let want = EnvelopeHead {
+                timestamp: (cut > at("1793577600123")).then_some(1_793_577_600_123),
+                log_stream_name: (cut > at(r#""s""#)).then_some("s"),
+                event_id: (cut > at(r#""e1""#)).then_some("e1"),
+            };
+            assert_eq!(h, want, "{}", &line[..cut]);
+        }
+        let twice = r#"{"timestamp":1,"eventId":"a","timestamp":2,"message":"#;
+        assert_eq!(envelope_head(twice).timestamp, None);
+        assert_eq!(envelope_head(twice).event_id, Some("a"));
+        for unusual in [
+            r#"{"time\u0073tamp":1,"timestamp":2,"message":"#,
+            r#"{"a":tru,"timestamp":2,"message":"#,
+            r#"{"timestamp":1.5,"message":"#,
+            r#"{"timestamp":"1","message":"#,
+            r#"["timestamp",1,"#,
+            "",
+        ] {
+            assert_eq!(envelope_head(unusual).timestamp, None, "{unusual}");
         }
     }
 

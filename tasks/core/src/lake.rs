@@ -81,8 +81,7 @@ impl Lake {
                 let dir = url.to_file_path().map_err(|_| {
                     Error::config("lake.root", format!("{root:?}: file URLs must be absolute"))
                 })?;
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::io("create lake folder", &dir, e))?;
+                check_local_root(&dir)?;
                 let store = LocalFileSystem::new_with_prefix(&dir)
                     .map_err(|e| Error::Storage {
                         action: "open",
@@ -221,6 +220,18 @@ impl Lake {
         bytes: impl Into<Bytes>,
         expected: Option<UpdateVersion>,
     ) -> Result<bool> {
+        self.put_if_version(rel, bytes, expected)
+            .map(|v| v.is_some())
+    }
+
+    /// [`Lake::put_if`] that returns the version written (`None` when someone else changed the
+    /// object first), for the next conditional write of the same object.
+    pub fn put_if_version(
+        &self,
+        rel: &str,
+        bytes: impl Into<Bytes>,
+        expected: Option<UpdateVersion>,
+    ) -> Result<Option<UpdateVersion>> {
         let path = ObjPath::from(rel);
         let mode = match expected {
             None => PutMode::Create,
@@ -234,9 +245,12 @@ impl Lake {
             self.store
                 .put_opts(&path, PutPayload::from(bytes.into()), opts),
         ) {
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(Some(UpdateVersion {
+                e_tag: r.e_tag,
+                version: r.version,
+            })),
             Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            | Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
             Err(e) => Err(Error::Storage {
                 action: "write",
                 location: self.url_of(rel),
@@ -306,6 +320,46 @@ impl Lake {
         Ok(dirs)
     }
 
+    /// Which of `paths` (relative to the root) do not exist; looked up concurrently.
+    pub fn missing(&self, paths: &[String]) -> Result<Vec<String>> {
+        use futures::StreamExt;
+        let found: Vec<(usize, std::result::Result<(), object_store::Error>)> = block_on(
+            futures::stream::iter(paths.iter().enumerate())
+                .map(|(i, rel)| async move {
+                    (
+                        i,
+                        self.store
+                            .head(&ObjPath::from(rel.as_str()))
+                            .await
+                            .map(|_| ()),
+                    )
+                })
+                .buffer_unordered(16)
+                .collect(),
+        );
+        let mut missing = Vec::new();
+        for (i, r) in found {
+            match r {
+                Ok(()) => {}
+                Err(object_store::Error::NotFound { .. }) => missing.push(paths[i].clone()),
+                Err(e) => {
+                    return Err(Error::Storage {
+                        action: "look up",
+                        location: self.url_of(&paths[i]),
+                        source: e,
+                    });
+                }
+            }
+        }
+        missing.sort();
+        Ok(missing)
+    }
+
+    /// The path relative to the root of an absolute URL inside the lake, `None` outside it.
+    pub fn relative(&self, url: &str) -> Option<String> {
+        url.strip_prefix(self.root.as_str()).map(str::to_string)
+    }
+
     pub fn delete(&self, rel: &str) -> Result<()> {
         let path = ObjPath::from(rel);
         match block_on(self.store.delete(&path)) {
@@ -332,6 +386,25 @@ impl Lake {
     }
 }
 
+/// A local lake root must be a folder this process can write: created when missing, refused
+/// (exit 2, naming `lake.root`) when it is a file or read-only.
+fn check_local_root(dir: &std::path::Path) -> Result<()> {
+    let bad = |why: String| Error::config("lake.root", format!("{}: {why}", dir.display()));
+    // Without a trailing `/`, which would make a file look absent.
+    let plain: std::path::PathBuf = dir.components().collect();
+    if plain.exists() && !plain.is_dir() {
+        return Err(bad("is not a folder".into()));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| bad(format!("cannot create the lake folder ({e})")))?;
+    // Writable? (permissions, read-only mounts): a probe file, removed at once.
+    let probe = dir.join(format!(".bitacora-write-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| bad(format!("the lake folder is not writable ({e})")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Paths of the lake layout.
 pub mod layout {
     use super::*;
@@ -346,6 +419,16 @@ pub mod layout {
     /// The folder of one run of a partition: `events/dt=2026-11-01/run=R`.
     pub fn run_dir(table: &str, day: Day, run_id: &str) -> String {
         format!("{table}/dt={day}/run={run_id}")
+    }
+
+    /// The folder of the leases of a day (see [`crate::lease`]).
+    pub fn lease_dir(day: Day) -> String {
+        format!("_leases/dt={day}")
+    }
+
+    /// The lease of one step and day.
+    pub fn lease(step: &str, day: Day) -> String {
+        format!("_leases/dt={day}/{step}.json")
     }
 
     /// The manifest a step publishes for a day.
@@ -510,6 +593,34 @@ mod tests {
         assert_eq!(lake.list_dirs("a/dt=1").unwrap(), vec!["run=x", "run=y"]);
         lake.delete_prefix("a/dt=1/run=x").unwrap();
         assert_eq!(lake.list_dirs("a/dt=1").unwrap(), vec!["run=y"]);
+    }
+
+    #[test]
+    fn local_roots_that_are_files_or_read_only_are_config_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"x").unwrap();
+        let open = |root: &std::path::Path| {
+            Lake::open(&LakeConfig {
+                root: root.to_string_lossy().into_owned(),
+                ..LakeConfig::default()
+            })
+        };
+        let e = open(&file).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("lake.root"), "{e}");
+        assert!(e.to_string().contains("is not a folder"), "{e}");
+        let e = open(&file.join("below")).unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{e}");
+        // Root ignores permissions: only check read-only folders as an ordinary user.
+        if unsafe { libc::geteuid() } != 0 {
+            use std::os::unix::fs::PermissionsExt;
+            let ro = dir.path().join("ro");
+            std::fs::create_dir(&ro).unwrap();
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).unwrap();
+            let e = open(&ro).unwrap_err();
+            assert!(e.to_string().contains("not writable"), "{e}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod json;
 #[cfg(feature = "aws")]
 pub mod kms;
 pub mod lake;
+pub mod lease;
 pub mod lines;
 pub mod manifest;
 pub mod model;
@@ -39,3 +40,39 @@ pub use config::Config;
 pub use date::Day;
 pub use error::{Error, Result};
 pub use process::Allocator;
+
+/// Entry points into private parts of the crate for the fuzz targets of `tasks/fuzz` and their
+/// replay test (`tests/fuzz_regressions.rs`). Not an API: it may change with the scanner.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Whether the strict JSON scanner takes `text` for exactly one JSON value.
+    pub fn json_is_value(text: &str) -> bool {
+        crate::json::is_value(text)
+    }
+
+    /// The members (key, raw value) of a JSON object as the scanner reads them; `None`: the
+    /// scanner leaves `text` to `serde_json`.
+    pub fn json_object_members(text: &str) -> Option<Vec<(&str, &str)>> {
+        let mut out = Vec::new();
+        crate::json::object_members(text, |k, v| {
+            out.push((k, v));
+            Some(())
+        })?;
+        Some(out)
+    }
+
+    /// An envelope line as the scanner reads it: (timestamp, ingestionTime, message,
+    /// logStreamName, eventId); `None`: the scanner leaves the line to `serde_json`.
+    pub fn json_envelope(line: &str) -> Option<(i64, Option<i64>, String, &str, &str)> {
+        let mut scratch = String::new();
+        let e = crate::json::envelope(line, &mut scratch)?;
+        let message = e.message.map_or_else(|| scratch.clone(), str::to_string);
+        Some((
+            e.timestamp,
+            e.ingestion_time,
+            message,
+            e.log_stream_name,
+            e.event_id,
+        ))
+    }
+}

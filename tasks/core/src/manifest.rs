@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::date::Day;
 use crate::error::{Error, Result};
 use crate::lake::{Lake, layout};
+use crate::lease::{self, Lease};
 
 /// One published file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -112,49 +113,53 @@ impl Manifest {
             })
     }
 
-    /// The published manifest that a new run replaces, read when the run starts. An unreadable one
-    /// is replaced too (with a warning) instead of blocking every future run of the day.
-    pub fn load_previous(lake: &Lake, step: &str, date: Day) -> Previous {
+    /// The published manifest that a new run replaces, read when the run starts (under the run's
+    /// lease). An unreadable (corrupt) manifest is replaced, with a warning, instead of blocking
+    /// every future run of the day; a failure to read it (a transient S3 error) fails the run: it
+    /// must never fall back to an unconditional publication.
+    pub fn load_previous(lake: &Lake, step: &str, date: Day) -> Result<Previous> {
         let path = layout::manifest(step, date);
+        let unreadable = |e: serde_json::Error| {
+            tracing::warn!(
+                "manifest {} unreadable ({e}): it will be replaced",
+                lake.url_of(&path)
+            )
+        };
         if lake.supports_conditional_writes() {
-            match lake.get_versioned(&path) {
-                Ok(None) => {
-                    return Previous {
-                        manifest: None,
-                        expect: Expect::Absent,
-                    };
-                }
-                Ok(Some((bytes, version))) => {
-                    return Previous {
-                        manifest: serde_json::from_slice(&bytes)
-                            .map_err(|e| {
-                                tracing::warn!(
-                                    "manifest {} unreadable ({e}): it will be replaced",
-                                    lake.url_of(&path)
-                                )
-                            })
-                            .ok(),
-                        expect: Expect::Version(version),
-                    };
-                }
-                Err(e) => tracing::warn!("{e}: it will be replaced"),
-            }
+            return Ok(match lake.get_versioned(&path)? {
+                None => Previous {
+                    manifest: None,
+                    expect: Expect::Absent,
+                },
+                Some((bytes, version)) => Previous {
+                    manifest: serde_json::from_slice(&bytes).map_err(unreadable).ok(),
+                    expect: Expect::Version(version),
+                },
+            });
         }
-        Previous {
-            manifest: Self::load(lake, step, date).unwrap_or_else(|e| {
-                tracing::warn!("{e}: it will be replaced");
-                None
-            }),
+        Ok(Previous {
+            manifest: match lake.get_opt(&path)? {
+                Some(bytes) => serde_json::from_slice(&bytes).map_err(unreadable).ok(),
+                None => None,
+            },
             expect: Expect::Any,
-        }
+        })
     }
 
-    /// Publishes this manifest in place of `previous` — on cloud lakes only if no other run of the
-    /// step published for the day since `previous` was read (S3 conditional writes): the later of
-    /// two concurrent runs fails cleanly and removes its own files. Then removes the run folders
-    /// of its tables for this day except its own and `keep` (the run it replaces, runs a catalog
-    /// still serves). Orphans of killed runs go with them.
-    pub fn publish(&self, lake: &Lake, keep: &[&str], previous: &Previous) -> Result<()> {
+    /// Publishes this manifest in place of `previous`, under the run's `lease` of the step and day
+    /// (checked first: a run that lost it publishes nothing) — on cloud lakes also only if no other
+    /// run of the step published for the day since `previous` was read (S3 conditional writes): the
+    /// later of two runs fails cleanly and removes its own files. Then removes the run folders of
+    /// its tables for this day except its own, `keep` (the run it replaces, runs a catalog still
+    /// serves) and any run a live lease of the day reads. Orphans of killed runs go with them.
+    pub fn publish(
+        &self,
+        lake: &Lake,
+        keep: &[&str],
+        previous: &Previous,
+        lease: &Lease,
+    ) -> Result<()> {
+        lease.check()?;
         let body =
             serde_json::to_vec_pretty(self).map_err(|e| Error::external("encode manifest", e))?;
         let path = layout::manifest(&self.step, self.date);
@@ -179,13 +184,14 @@ impl Manifest {
                 ),
             });
         }
+        let read = lease::live_reads(lake, self.date)?;
         for table in self.outputs.keys() {
             let dir = layout::partition_dir(table, self.date);
             for run in lake.list_dirs(&dir)? {
                 let Some(id) = run.strip_prefix("run=") else {
                     continue;
                 };
-                if id != self.run_id && !keep.contains(&id) {
+                if id != self.run_id && !keep.contains(&id) && !read.iter().any(|r| r == id) {
                     lake.delete_prefix(&format!("{dir}/{run}"))?;
                 }
             }

@@ -106,3 +106,164 @@ pub struct Rejected<'a> {
     /// The raw record (truncated to `max_record_bytes` for oversize records).
     pub raw: Cow<'a, str>,
 }
+
+/// What can be read of an envelope from the first bytes of its line (the rest unseen): its
+/// members up to the first one that is cut or unusual. A field named twice before the cut is
+/// unusable (`serde_json` rejects the whole line).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvelopeHead<'a> {
+    pub timestamp: Option<i64>,
+    pub log_stream_name: Option<&'a str>,
+    pub event_id: Option<&'a str>,
+}
+
+impl<'a> EnvelopeHead<'a> {
+    /// Reads the head of an envelope line (members with escaped keys stop the reading).
+    pub fn read(head: &'a str) -> Self {
+        crate::json::envelope_head(head)
+    }
+}
+
+/// What the extract writes to the raw zone for a source line longer than
+/// `transform.max_record_bytes`, which it does not hold whole: the line's head, its length and
+/// where it was. The transform quarantines it as `oversize`, with the head as its raw record.
+///
+/// Its line is the JSON array `["bitacora:oversize",{...}]`: not an object, so no source line the
+/// extract passes on (an envelope is an object) can be mistaken for one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OversizeLine<'a> {
+    /// The envelope's `timestamp`, read from the head (it selected the day).
+    pub timestamp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_stream_name: Option<Cow<'a, str>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<Cow<'a, str>>,
+    /// Length of the line in bytes (without its newline).
+    pub bytes: u64,
+    /// The bound it exceeded (`transform.max_record_bytes` of the extract).
+    pub limit: u64,
+    /// Where it was: the source unit (file), its line number (from 1) and the byte offset of its
+    /// start in the unit's (decompressed) text.
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    pub line: u64,
+    pub offset: u64,
+    /// The line's first `limit` bytes at most (cut at a character boundary; invalid UTF-8
+    /// replaced).
+    #[serde(borrow)]
+    pub head: Cow<'a, str>,
+}
+
+impl<'a> OversizeLine<'a> {
+    const TAG: &'static str = "bitacora:oversize";
+    /// How its line starts.
+    const PREFIX: &'static str = "[\"bitacora:oversize\",";
+
+    /// Its raw-zone line (without newline).
+    pub fn to_line(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&(Self::TAG, self))
+    }
+
+    /// Reads a raw-zone line written by [`Self::to_line`]; `None` for any other line.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        if !line.starts_with(Self::PREFIX) {
+            return None;
+        }
+        serde_json::from_str::<(serde::de::IgnoredAny, OversizeLine<'a>)>(line)
+            .ok()
+            .map(|(_, o)| o)
+    }
+}
+
+/// What the extract writes to the raw zone for a source line without a usable envelope
+/// `timestamp` (not JSON, not an object, no integer `timestamp` anywhere readable): the line as it
+/// was, where it was and why. Such a line cannot say its day: it is given the day of the dated line
+/// before it in the same file (log files are written in time order), or, before any, the day the
+/// file was last modified — so every one is kept exactly once, in one day's raw zone. The
+/// transform quarantines it as `broken_envelope`, with the line as its raw record.
+///
+/// Its line is the JSON array `["bitacora:rejected",{...}]` (see [`OversizeLine`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedLine<'a> {
+    /// The source unit (file), the line's number (from 1) and the byte offset of its start.
+    #[serde(borrow)]
+    pub source: Cow<'a, str>,
+    pub line: u64,
+    pub offset: u64,
+    /// Why it has no usable timestamp (the JSON parser's words).
+    #[serde(borrow)]
+    pub reason: Cow<'a, str>,
+    /// How its day was chosen: `line before` or `file modified`.
+    #[serde(borrow)]
+    pub dated_by: Cow<'a, str>,
+    /// The line (invalid UTF-8 replaced).
+    #[serde(borrow)]
+    pub raw: Cow<'a, str>,
+}
+
+impl<'a> RejectedLine<'a> {
+    const TAG: &'static str = "bitacora:rejected";
+    const PREFIX: &'static str = "[\"bitacora:rejected\",";
+
+    /// Its raw-zone line (without newline).
+    pub fn to_line(&self) -> serde_json::Result<Vec<u8>> {
+        serde_json::to_vec(&(Self::TAG, self))
+    }
+
+    /// Reads a raw-zone line written by [`Self::to_line`]; `None` for any other line.
+    pub fn parse(line: &'a str) -> Option<Self> {
+        if !line.starts_with(Self::PREFIX) {
+            return None;
+        }
+        serde_json::from_str::<(serde::de::IgnoredAny, RejectedLine<'a>)>(line)
+            .ok()
+            .map(|(_, o)| o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_lines_round_trip_and_are_no_envelopes() {
+        let r = RejectedLine {
+            source: "/logs/a.jsonl".into(),
+            line: 3,
+            offset: 99,
+            reason: "expected value at line 1 column 1".into(),
+            dated_by: "line before".into(),
+            raw: "panic at \"x\"\u{0}".into(),
+        };
+        let line = String::from_utf8(r.to_line().unwrap()).unwrap();
+        assert_eq!(RejectedLine::parse(&line), Some(r));
+        assert!(serde_json::from_str::<Envelope<'_>>(&line).is_err());
+        assert_eq!(OversizeLine::parse(&line), None);
+        assert_eq!(RejectedLine::parse(r#"["bitacora:rejected",{}]"#), None);
+    }
+
+    #[test]
+    fn oversize_lines_round_trip_and_are_no_envelopes() {
+        let o = OversizeLine {
+            timestamp: 1_793_577_600_123,
+            log_stream_name: Some("s".into()),
+            event_id: None,
+            bytes: 1 << 30,
+            limit: 262_144,
+            source: "/logs/a \"b\".jsonl".into(),
+            line: 7,
+            offset: 1234,
+            head: "{\"timestamp\":1793577600123,\"message\":\"aaé".into(),
+        };
+        let line = String::from_utf8(o.to_line().unwrap()).unwrap();
+        assert!(line.starts_with(OversizeLine::PREFIX), "{line}");
+        assert_eq!(OversizeLine::parse(&line), Some(o));
+        assert!(serde_json::from_str::<Envelope<'_>>(&line).is_err());
+        assert_eq!(OversizeLine::parse(r#"{"timestamp":1}"#), None);
+        assert_eq!(
+            OversizeLine::parse(r#"["bitacora:oversize",{"timestamp":1}]"#),
+            None
+        );
+    }
+}

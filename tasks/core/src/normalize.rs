@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::error::one_line;
 use crate::json;
-use crate::model::{Envelope, Event, Reason, Rejected};
+use crate::model::{Envelope, Event, OversizeLine, Reason, Rejected, RejectedLine};
 
 /// Outcome of normalising one record.
 pub type Normalized<'a> = std::result::Result<Event<'a>, Rejected<'a>>;
@@ -44,6 +44,15 @@ impl Normalizer {
     /// unescaped (the message, or one object member of it) so that the event's fields can borrow
     /// from it.
     pub fn normalize_line<'a>(&'a self, line: &'a str, scratch: &'a mut String) -> Normalized<'a> {
+        // A source line the extract did not hold whole (never an envelope: it starts with `[`).
+        if line.starts_with('[') {
+            if let Some(o) = OversizeLine::parse(line) {
+                return Err(self.oversize_line(o));
+            }
+            if let Some(r) = RejectedLine::parse(line) {
+                return Err(self.rejected_line(r));
+            }
+        }
         if self.serde_only || line.len() > self.max_record_bytes {
             return self.normalize_line_serde(line, scratch);
         }
@@ -217,6 +226,66 @@ impl Normalizer {
             source_event_id,
             source_timestamp,
             raw: Cow::Borrowed(&raw[..cut]),
+        }
+    }
+
+    /// The quarantine row of a line longer than `max_record_bytes` that the extract cut (see
+    /// [`OversizeLine`]): its head, bounded here too, as the raw record.
+    fn oversize_line<'a>(&self, o: OversizeLine<'a>) -> Rejected<'a> {
+        let mut raw = o.head;
+        let mut cut = self.max_record_bytes.min(raw.len());
+        while !raw.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        match &mut raw {
+            Cow::Borrowed(s) => *s = &s[..cut],
+            Cow::Owned(s) => s.truncate(cut),
+        }
+        Rejected {
+            reason: Reason::Oversize,
+            detail: format!(
+                "record is {} bytes, more than transform.max_record_bytes = {}; raw truncated ({} line {}, byte {})",
+                o.bytes,
+                o.limit,
+                one_line(&o.source),
+                o.line,
+                o.offset
+            ),
+            log_stream: o.log_stream_name,
+            source_event_id: o.event_id,
+            source_timestamp: Some(o.timestamp.saturating_mul(1000)),
+            raw,
+        }
+    }
+
+    /// The quarantine row of a source line the extract found without a usable timestamp (see
+    /// [`RejectedLine`]): `broken_envelope`, naming the file, line and why.
+    fn rejected_line<'a>(&self, r: RejectedLine<'a>) -> Rejected<'a> {
+        let mut raw = r.raw;
+        if raw.len() > self.max_record_bytes {
+            let mut cut = self.max_record_bytes;
+            while !raw.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            match &mut raw {
+                Cow::Borrowed(s) => *s = &s[..cut],
+                Cow::Owned(s) => s.truncate(cut),
+            }
+        }
+        Rejected {
+            reason: Reason::BrokenEnvelope,
+            detail: format!(
+                "no usable envelope timestamp ({}); {} line {}, byte {}; its day is that of the {}",
+                one_line(&r.reason),
+                one_line(&r.source),
+                r.line,
+                r.offset,
+                r.dated_by
+            ),
+            log_stream: None,
+            source_event_id: None,
+            source_timestamp: None,
+            raw,
         }
     }
 
@@ -490,23 +559,23 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
 }
 
 /// `props` plus unknown keys as a JSON object: `props` text as sent when there are no unknown keys,
-/// else a merged object with sorted keys (`props` wins on a clash).
+/// else a merged object with sorted keys (`props` wins on a clash; its last member of a key, the
+/// first unknown one). Values keep their JSON text as sent, without whitespace: numbers keep their
+/// digits (no float rounding) and nesting has no depth limit (nothing is parsed into values).
 fn properties<'a>(
     props: Option<Raw<'a>>,
     unknown: &[(Cow<'a, str>, &'a str)],
 ) -> Result<Option<Cow<'a, str>>, FieldError> {
     let props = match props {
-        None => None,
+        None | Some(Raw::Json("null")) => None,
         Some(Raw::Json(t)) => Some(t),
         Some(s @ Raw::Str(_)) => return Err(wrong_type("props", "an object", s)),
     };
     // The common case: `props` alone, already a compact object (what apps send) — keep its text.
-    if unknown.is_empty()
-        && let Some(raw) = props
-    {
-        if raw == "null" {
+    if unknown.is_empty() {
+        let Some(raw) = props else {
             return Ok(None);
-        }
+        };
         if !raw.starts_with('{') {
             return Err(wrong_type("props", "an object", raw));
         }
@@ -514,25 +583,138 @@ fn properties<'a>(
             return Ok(Some(Cow::Borrowed(raw)));
         }
     }
-    let mut map = match props {
-        None => serde_json::Map::new(),
-        Some("null") => serde_json::Map::new(),
-        Some(raw) => match serde_json::from_str::<serde_json::Value>(raw) {
-            Ok(serde_json::Value::Object(m)) => m,
-            _ => return Err(wrong_type("props", "an object", raw)),
-        },
-    };
-    if map.is_empty() && unknown.is_empty() && props.is_none() {
-        return Ok(None);
+    // (key, from props, value): props first, so that a stable sort keeps them before unknown keys.
+    let mut members: Vec<(Cow<'a, str>, bool, &'a str)> = Vec::new();
+    if let Some(raw) = props
+        && !props_members(raw, &mut members)
+    {
+        return Err(wrong_type("props", "an object", raw));
     }
-    for (key, raw) in unknown {
-        if !map.contains_key(key.as_ref())
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(raw)
-        {
-            map.insert(key.to_string(), v);
+    members.extend(unknown.iter().map(|(k, v)| (k.clone(), false, *v)));
+    members.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    let mut out = String::with_capacity(members.iter().map(|m| m.0.len() + m.2.len() + 4).sum());
+    out.push('{');
+    let mut i = 0;
+    while i < members.len() {
+        let key = &members[i].0;
+        let same = members[i..].iter().take_while(|m| m.0 == *key).count();
+        // The last props member of the key, else its first unknown one.
+        let from_props = members[i..i + same].iter().filter(|m| m.1).count();
+        let value = members[i + from_props.saturating_sub(1)].2;
+        if out.len() > 1 {
+            out.push(',');
+        }
+        push_json_str(&mut out, key);
+        out.push(':');
+        push_compact(&mut out, value);
+        i += same;
+    }
+    out.push('}');
+    Ok(Some(Cow::Owned(out)))
+}
+
+/// Appends the members of `props` to `members` (`false` when it is not an object): read in place
+/// by the scanner, else by `serde_json` (escaped keys, nesting past the scanner's depth).
+fn props_members<'a>(raw: &'a str, members: &mut Vec<(Cow<'a, str>, bool, &'a str)>) -> bool {
+    if !raw.starts_with('{') {
+        return false;
+    }
+    let scanned = json::object_members(raw, |k, v| {
+        members.push((Cow::Borrowed(k), true, v));
+        Some(())
+    });
+    if scanned.is_some() {
+        return true;
+    }
+    members.clear();
+    match serde_json::from_str::<Members<'a>>(raw) {
+        Ok(m) => {
+            members.extend(m.0.into_iter().map(|(k, v)| (k, true, v)));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The members of a JSON object, in order and with duplicates, with their values' JSON text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    out.push((key, value.get()));
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `s` as a JSON string, escaped as `serde_json` writes it.
+fn push_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut from = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        if escape.is_empty() {
+            // Writing to a `String` cannot fail.
+            let _ = fmt::Write::write_fmt(out, format_args!("\\u{b:04x}"));
+        } else {
+            out.push_str(escape);
+        }
+        from = i + 1;
+    }
+    out.push_str(&s[from..]);
+    out.push('"');
+}
+
+/// Valid JSON text without its whitespace (outside strings).
+fn push_compact(out: &mut String, json: &str) {
+    if !json
+        .bytes()
+        .any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        out.push_str(json);
+        return;
+    }
+    let (mut in_str, mut escaped, mut from) = (false, false, 0);
+    for (i, b) in json.bytes().enumerate() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            out.push_str(&json[from..i]);
+            from = i + 1;
         }
     }
-    Ok(Some(Cow::Owned(serde_json::Value::Object(map).to_string())))
+    out.push_str(&json[from..]);
 }
 
 #[cfg(test)]
@@ -658,6 +840,120 @@ mod tests {
         assert_eq!(e.device_model.as_deref(), Some("Pixel \"8\""));
     }
 
+    /// Unknown keys nested deeper than `serde_json`'s recursion limit (128) are kept, as sent.
+    #[test]
+    fn deeply_nested_unknown_keys_are_kept() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let e = norm(&line(&format!(r#"{{"event_type":"tap","x":{deep}}}"#))).unwrap();
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(format!(r#"{{"x":{deep}}}"#).as_str())
+        );
+        let obj = format!("{}1{}", r#"{"a":"#.repeat(150), "}".repeat(150));
+        let e = norm(&line(&format!(r#"{{"props":{{"k":{obj}}},"y":{obj}}}"#))).unwrap();
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(format!(r#"{{"k":{obj},"y":{obj}}}"#).as_str())
+        );
+    }
+
+    /// Numbers in `properties` keep their exact text, whatever the path that builds it.
+    #[test]
+    fn numbers_in_properties_keep_their_text() {
+        let numbers = "12345678901234567890123,9007199254740993,-9223372036854775809,-0,1.0,0.1,2.50,1.5e300,1E400,-2.5E-7";
+        // Merged with an unknown key, with whitespace, and alone: always the same digits.
+        for (msg, want) in [
+            (
+                format!(r#"{{"props":{{"n":[{numbers}]}},"u":-0.0}}"#),
+                format!(r#"{{"n":[{numbers}],"u":-0.0}}"#),
+            ),
+            (
+                format!(
+                    r#"{{"props":{{ "n" : [ {} ] }}}}"#,
+                    numbers.replace(',', " , ")
+                ),
+                format!(r#"{{"n":[{numbers}]}}"#),
+            ),
+            (
+                format!(r#"{{"props":{{"n":[{numbers}]}}}}"#),
+                format!(r#"{{"n":[{numbers}]}}"#),
+            ),
+            (
+                format!(r#"{{"big":9007199254740993,"n":[{numbers}]}}"#),
+                format!(r#"{{"big":9007199254740993,"n":[{numbers}]}}"#),
+            ),
+        ] {
+            let e = norm(&line(&msg)).unwrap();
+            assert_eq!(e.properties.as_deref(), Some(want.as_str()), "{msg}");
+        }
+    }
+
+    /// Merged `properties`: top-level keys sorted and merged (`props` wins, its last member of a
+    /// key; else the first unknown one), values as sent without whitespace.
+    #[test]
+    fn merged_properties_keep_values_as_sent() {
+        let e = norm(&line(
+            r#"{"props":{"b":1,"a":{"y":[1, 2],"x":"\u00e9 \"q\""},"b":3},"a":"u","c":null,"c":2, "z" : { "k" : "v w" }}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(r#"{"a":{"y":[1,2],"x":"\u00e9 \"q\""},"b":3,"c":null,"z":{"k":"v w"}}"#)
+        );
+        // Escaped keys are written as serde_json writes them.
+        let e = norm(&line(
+            r#"{"props":{"t\u0061b\t":1,"q\"":2},"x\u0000":true}"#,
+        ))
+        .unwrap();
+        assert_eq!(
+            e.properties.as_deref(),
+            Some(r#"{"q\"":2,"tab\t":1,"x\u0000":true}"#)
+        );
+        let e = norm(&line(r#"{"props":null,"u":1}"#)).unwrap();
+        assert_eq!(e.properties.as_deref(), Some(r#"{"u":1}"#));
+        let e = norm(&line(r#"{"props":{ }}"#)).unwrap();
+        assert_eq!(e.properties.as_deref(), Some("{}"));
+        let r = norm(&line(r#"{"props":[1],"u":1}"#)).unwrap_err();
+        assert!(r.detail.contains("props"), "{}", r.detail);
+    }
+
+    /// A line the extract cut (longer than `max_record_bytes`) is an `oversize` row naming where
+    /// it was, with its head, bounded, as raw.
+    #[test]
+    fn oversize_lines_of_the_extract_are_quarantined() {
+        let head = format!(
+            r#"{{"timestamp":1761998400000,"message":"{}"#,
+            "é".repeat(3000)
+        );
+        let o = OversizeLine {
+            timestamp: 1_761_998_400_000,
+            log_stream_name: None,
+            event_id: Some("e-9".into()),
+            bytes: 3 << 30,
+            limit: 262_144,
+            source: "/logs/app.jsonl".into(),
+            line: 7,
+            offset: 123_456,
+            head: head.as_str().into(),
+        };
+        let l = String::from_utf8(o.to_line().unwrap()).unwrap();
+        let r = norm(&l).unwrap_err();
+        assert_eq!(r.reason, Reason::Oversize);
+        assert_eq!(
+            r.detail,
+            "record is 3221225472 bytes, more than transform.max_record_bytes = 262144; raw truncated (/logs/app.jsonl line 7, byte 123456)"
+        );
+        assert!(r.raw.len() <= 4096 && r.raw.len() > 4090 && head.starts_with(r.raw.as_ref()));
+        assert_eq!(r.source_timestamp, Some(1_761_998_400_000_000));
+        assert_eq!(
+            (r.log_stream, r.source_event_id.as_deref()),
+            (None, Some("e-9"))
+        );
+        // Anything else starting like it is no envelope.
+        let r = norm(r#"["bitacora:oversize",{"timestamp":1}]"#).unwrap_err();
+        assert_eq!(r.reason, Reason::BrokenEnvelope);
+    }
+
     /// The fast scanner and `serde_json` agree on every input: same event, or same rejection.
     #[test]
     fn fast_path_agrees_with_serde_on_mutated_lines() {
@@ -681,6 +977,41 @@ mod tests {
         bases.push(line(
             r#"{"event_type":"tap","props":{"s":"x y"},"user_id":7,"latency_ms":"9"}"#,
         ));
+        // Numbers kept as sent, merged or not; duplicate and escaped keys; nesting past the
+        // scanner's depth (64) and past serde_json's recursion limit (128).
+        bases.push(line(
+            r#"{"props":{"n":12345678901234567890123,"m":-0,"f":[1.0,1E400,-2.5e-7],"n":9007199254740993},"u":{"v" : 1},"u":2,"t\u0061g":"x"}"#,
+        ));
+        bases.push(line(r#"{"event_type":"tap","props":{ "big" : 1e999 }}"#));
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        bases.push(line(&format!(
+            r#"{{"event_type":"tap","props":{{"a":{}}},"x":{}}}"#,
+            deep(100),
+            deep(200)
+        )));
+        bases.push(line(&format!(
+            r#"{{"event_type":"tap","props":{{"a":{}}}}}"#,
+            deep(70)
+        )));
+        // A line of the extract for a cut one.
+        bases.push(
+            String::from_utf8(
+                OversizeLine {
+                    timestamp: 1,
+                    log_stream_name: Some("s".into()),
+                    event_id: None,
+                    bytes: 9999,
+                    limit: 4096,
+                    source: "f".into(),
+                    line: 2,
+                    offset: 3,
+                    head: r#"{"timestamp":1,"message":"é"#.into(),
+                }
+                .to_line()
+                .unwrap(),
+            )
+            .unwrap(),
+        );
         let specials = b"\"\\{}[],:0123-+.eEun tfl\t/a\xc3";
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut next = move |n: usize| {

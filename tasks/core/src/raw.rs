@@ -336,4 +336,31 @@ mod tests {
             .unwrap();
         assert!(RawCodec::with_keys(Some(key)).decoder(&plain, "o").is_err());
     }
+
+    #[test]
+    fn a_tampered_object_is_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let key: Arc<dyn KeyProvider> =
+            Arc::new(LocalKey::load_or_create(&dir.path().join("k")).unwrap().0);
+        let codec = RawCodec::with_keys(Some(key));
+        let object = "raw/dt=2026-11-02/run=r1/part-00000.jsonl.zst.enc";
+        let mut w = codec.writer(object).unwrap();
+        for i in 0..1000 {
+            w.write_line(format!("{{\"n\":{i}}}").as_bytes()).unwrap();
+        }
+        let mut bytes = w.finish().unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x10;
+        let mut decoder = codec.decoder(&bytes, object).unwrap();
+        let read = decoder.read_to_end(&mut Vec::new()).unwrap_err();
+        // What the transform does with a raw object's read errors.
+        let e = Error::Crypto {
+            object: object.to_string(),
+            message: read.to_string(),
+        }
+        .to_string();
+        assert_eq!(e.matches(object).count(), 1, "{e}");
+        assert!(e.starts_with(&format!("encryption: {object}: ")), "{e}");
+        assert!(e.contains("authentication failed"), "{e}");
+    }
 }

@@ -29,6 +29,11 @@ pub struct UnitStats {
     pub outside_window: u64,
     /// Lines that are not events and have no usable `timestamp` (rejected, each one logged).
     pub malformed: u64,
+    /// Lines longer than `transform.max_record_bytes`, not held whole (also counted as selected,
+    /// outside the window or malformed, by the timestamp of their head).
+    pub oversize: u64,
+    /// Units not read because they are not regular files (FIFOs, sockets, devices), each one logged.
+    pub skipped: u64,
 }
 
 impl UnitStats {
@@ -37,6 +42,8 @@ impl UnitStats {
         self.selected += o.selected;
         self.outside_window += o.outside_window;
         self.malformed += o.malformed;
+        self.oversize += o.oversize;
+        self.skipped += o.skipped;
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use bitacora_core::config::{SourceKind, worker_count};
 use bitacora_core::lake::{Lake, layout};
+use bitacora_core::lease::Lease;
 use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
 use bitacora_core::parallel::fold_parallel;
 use bitacora_core::raw::{RawCodec, RawWriter};
@@ -54,6 +55,12 @@ pub struct ExtractReport {
     pub outside_window: u64,
     /// Lines without a usable envelope `timestamp`: rejected and logged with file and line.
     pub malformed: u64,
+    /// Source entries not read because they are not regular files (FIFOs, sockets, devices),
+    /// each one logged.
+    pub skipped: u64,
+    /// Lines longer than `transform.max_record_bytes`: never held whole; their head is kept and
+    /// quarantined as `oversize` by the transform.
+    pub oversize: u64,
     pub objects: u64,
     /// Bytes stored in the raw zone (compressed, encrypted).
     pub raw_bytes: u64,
@@ -68,7 +75,10 @@ pub struct ExtractReport {
 /// The log source of a configuration.
 pub fn open_source(config: &Config) -> Result<Box<dyn LogSource>> {
     match config.source.kind {
-        SourceKind::Files => Ok(Box::new(sources::files::FileSource::new(&config.source)?)),
+        SourceKind::Files => Ok(Box::new(
+            sources::files::FileSource::new(&config.source)?
+                .with_max_record_bytes(config.transform.max_record_bytes),
+        )),
         #[cfg(feature = "aws")]
         SourceKind::Cloudwatch => Ok(Box::new(sources::cloudwatch::CloudWatchSource::new(
             &config.source,
@@ -89,9 +99,12 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     let codec = RawCodec::from_config(config, true)?;
     let day = params.date;
     source.check_settled(day, params.force)?;
+    let run_id = layout::new_run_id();
+    // One extract of the day at a time (a second one is refused, naming this run).
+    let lease = Lease::acquire(&lake, STEP, day, &run_id, config.lake.lease_ttl())?;
     // What this run replaces, read before the work: publishing fails if another run of the day
     // published in between (cloud lakes).
-    let previous = Manifest::load_previous(&lake, STEP, day);
+    let previous = Manifest::load_previous(&lake, STEP, day)?;
     let units = source.plan(day)?;
     tracing::info!(
         "extract {day}: {} unit(s) from {}",
@@ -99,7 +112,6 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         source.describe()
     );
 
-    let run_id = layout::new_run_id();
     let run_dir = layout::run_dir(layout::RAW, day, &run_id);
     let max_object = config.extract.max_object_bytes;
     let workers = worker_count(config.extract.workers);
@@ -169,6 +181,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         .stats
         .insert("outside_window".into(), stats.outside_window);
     manifest.stats.insert("malformed".into(), stats.malformed);
+    manifest.stats.insert("skipped".into(), stats.skipped);
+    manifest.stats.insert("oversize".into(), stats.oversize);
     let report = ExtractReport {
         step: STEP,
         status: "ok",
@@ -180,6 +194,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
         selected: stats.selected,
         outside_window: stats.outside_window,
         malformed: stats.malformed,
+        skipped: stats.skipped,
+        oversize: stats.oversize,
         objects: output.files.len() as u64,
         raw_bytes: output.bytes,
         plain_bytes: plain_bytes.load(Ordering::Relaxed),
@@ -189,7 +205,8 @@ pub fn run(config: &Config, params: &ExtractParams) -> Result<ExtractReport> {
     };
     manifest.outputs.insert(layout::RAW.into(), output);
     let keep: Vec<&str> = previous.run_id().into_iter().collect();
-    manifest.publish(&lake, &keep, &previous)?;
+    manifest.publish(&lake, &keep, &previous, &lease)?;
+    drop(lease);
     tracing::info!(
         "extract {day}: {} events of the day in {} object(s), {} outside the day, {} malformed line(s)",
         report.selected,

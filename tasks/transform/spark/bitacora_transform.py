@@ -135,27 +135,88 @@ def _int_field(name, value, bounds):
     raise Reject("wrong_type", f"field {name}: expected an integer, got {_show(value)}")
 
 
-def _properties(props_present, props, unknown, props_text):
-    """`props` plus unknown keys as a JSON object, as the Rust normalisation builds it."""
-    if not unknown and props_present:
-        if props is None:
+def _properties(props_present, props, unknown, top):
+    """`props` plus unknown keys as a JSON object, as the Rust normalisation builds it: `props` text
+    as sent when alone and compact, else its members and the unknown keys merged, sorted by key
+    (`props` wins, its last member of a key; else the first unknown one), values as sent without
+    whitespace (numbers keep their digits). `top`: the message's members as (key, JSON text)."""
+    props_text = None
+    for k, t in top:
+        if k == "props":
+            props_text = t  # the last one, as for every known field
+    if props_present and props is not None and not isinstance(props, Obj):
+        raise Reject("wrong_type", f"field props: expected an object, got {_show(props)}")
+    if not unknown:
+        if not props_present or props is None:
             return None
-        if not isinstance(props, Obj):
-            raise Reject("wrong_type", f"field props: expected an object, got {_show(props)}")
         if props_text is not None and not any(c in props_text for c in " \t\n\r"):
             return props_text
-    merged = {}
+    members = []  # (key, from props, text)
     if props_present and props is not None:
-        if not isinstance(props, Obj):
-            raise Reject("wrong_type", f"field props: expected an object, got {_show(props)}")
-        for k, v in props:
-            merged[k] = _plain(v)  # later duplicates win, as in serde_json's map
-    if not merged and not unknown and not props_present:
-        return None
-    for k, v in unknown:
-        if k not in merged:
-            merged[k] = _plain(v)
-    return json.dumps(merged, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+        members.extend((k, True, t) for k, t in _member_list(props_text))
+    unknown_keys = {k for k, _ in unknown}
+    members.extend((k, False, t) for k, t in top if k in unknown_keys)
+    members.sort(key=lambda m: (m[0], not m[1]))
+    out, i = [], 0
+    while i < len(members):
+        key = members[i][0]
+        n = 0
+        while i + n < len(members) and members[i + n][0] == key:
+            n += 1
+        group = members[i:i + n]
+        from_props = sum(1 for m in group if m[1])
+        text = group[from_props - 1][2] if from_props else group[0][2]
+        out.append(json.dumps(key, ensure_ascii=False) + ":" + _compact(text))
+        i += n
+    return "{" + ",".join(out) + "}"
+
+
+def _compact(text: str) -> str:
+    """JSON text without its whitespace outside strings."""
+    out, in_str, escaped = [], False, False
+    for c in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in " \t\n\r":
+            continue
+        out.append(c)
+    return "".join(out)
+
+
+def _member_list(text: str) -> list:
+    """The members of a JSON object's text as (key, JSON text of the value), in order, duplicates
+    kept."""
+    dec = json.JSONDecoder()
+    ws = " \t\n\r"
+    s, out = text, []
+    i = 0
+    while s[i] in ws:
+        i += 1
+    i += 1  # '{'
+    while True:
+        while s[i] in ws:
+            i += 1
+        if s[i] == "}":
+            return out
+        if s[i] == ",":
+            i += 1
+            continue
+        key, i = dec.raw_decode(s, i)
+        while s[i] in ws:
+            i += 1
+        i += 1  # ':'
+        while s[i] in ws:
+            i += 1
+        _, end = dec.raw_decode(s, i)
+        out.append((key, s[i:end]))
+        i = end
 
 
 def _plain(v):
@@ -170,37 +231,21 @@ def _plain(v):
     return v
 
 
-def _member_texts(message: str) -> dict:
-    """Raw JSON text of each top-level member (for `props` kept as sent); {} when unsure."""
+def _cut(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def _marker(line: str):
+    """(tag, fields) of a marker line of the extract, None when it is not a well-formed one."""
     try:
-        dec = json.JSONDecoder()
-        i = 0
-        s = message.lstrip()
-        if not s.startswith("{"):
-            return {}
-        i = 1
-        out = {}
-        ws = " \t\n\r"
-        while True:
-            while i < len(s) and s[i] in ws:
-                i += 1
-            if s[i] == "}":
-                return out
-            key, i = dec.raw_decode(s, i)
-            while s[i] in ws:
-                i += 1
-            i += 1  # ':'
-            while s[i] in ws:
-                i += 1
-            _, end = dec.raw_decode(s, i)
-            out[key] = s[i:end]
-            i = end
-            while s[i] in ws:
-                i += 1
-            if s[i] == ",":
-                i += 1
+        tag, o = json.loads(line)
+        need = {"bitacora:oversize": ("timestamp", "bytes", "limit", "source", "line", "offset", "head"),
+                "bitacora:rejected": ("source", "line", "offset", "reason", "dated_by", "raw")}[tag]
+        if not isinstance(o, dict) or any(k not in o for k in need):
+            return None
+        return tag, o
     except Exception:
-        return {}
+        return None
 
 
 def normalize(line: str, log_group: str, max_record_bytes: int):
@@ -212,6 +257,22 @@ def normalize(line: str, log_group: str, max_record_bytes: int):
             "reason": reason, "detail": detail, "log_group": log_group, "log_stream": stream,
             "source_event_id": eid, "source_timestamp": None if ts is None else ts * 1000, "raw": raw,
         })
+
+    # Lines the extract wrote for source lines it could not pass on whole (see the Rust model's
+    # OversizeLine and RejectedLine): never envelopes, they start with `[`.
+    if line.startswith('["bitacora:'):
+        marker = _marker(line)
+        if marker is not None:
+            tag, o = marker
+            if tag == "bitacora:oversize":
+                detail = (f"record is {o['bytes']} bytes, more than transform.max_record_bytes = {o['limit']}; "
+                          f"raw truncated ({' '.join(o['source'].split())} line {o['line']}, byte {o['offset']})")
+                return q("oversize", detail, o.get("logStreamName"), o.get("eventId"), o["timestamp"],
+                         raw=_cut(o["head"], max_record_bytes))
+            detail = (f"no usable envelope timestamp ({' '.join(o['reason'].split())}); "
+                      f"{' '.join(o['source'].split())} line {o['line']}, byte {o['offset']}; "
+                      f"its day is that of the {o['dated_by']}")
+            return q("broken_envelope", detail, raw=_cut(o["raw"], max_record_bytes))
 
     env = None
     try:
@@ -281,7 +342,7 @@ def normalize(line: str, log_group: str, max_record_bytes: int):
         event["latency_ms"] = _int_field("latency_ms", known.get("latency_ms"), I64)
         event["status_code"] = _int_field("status_code", known.get("status_code"), I32)
         event["properties"] = _properties("props" in known, known.get("props"), unknown,
-                                          _member_texts(trimmed).get("props") if "props" in known else None)
+                                          _member_list(trimmed))
     except Reject as r:
         return q(r.reason, r.detail, stream, cw_id, ts_ms)
     return ("event", event)

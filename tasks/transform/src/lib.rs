@@ -25,6 +25,7 @@ use std::time::Instant;
 use arrow::array::{Array, AsArray, RecordBatch};
 use bitacora_core::config::{TransformEngine, worker_count};
 use bitacora_core::lake::{Lake, layout};
+use bitacora_core::lease::Lease;
 use bitacora_core::manifest::{FileEntry, Manifest, Previous, TableOutput};
 use bitacora_core::model::{Reason, Rejected};
 use bitacora_core::normalize::Normalizer;
@@ -36,7 +37,7 @@ use parquet::file::metadata::SortingColumn;
 use serde::Serialize;
 
 use batch::{EventBuilder, QuarantineBuilder, work_schema};
-use spill::Bucket;
+use spill::{Bucket, SpillDir};
 
 pub const STEP: &str = "transform";
 
@@ -124,10 +125,13 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let lake = Lake::from_config(config)?;
     // The raw zone's compression is read from each object, so a Spark-mode (gzip) raw zone works too.
     let codec = RawCodec::from_config(config, false)?;
-    let (raw, raw_out) = published_raw(&lake, day)?;
-    // What this run replaces, read before the work: publishing fails if another run of the day
-    // published in between (cloud lakes).
-    let previous = Manifest::load_previous(&lake, STEP, day);
+    let Start {
+        run_id,
+        lease,
+        raw,
+        raw_out,
+        previous,
+    } = start(config, &lake, day)?;
     let expected = raw_out.rows;
     let tc = &config.transform;
     // Buckets bound memory (at most `rows_per_file` rows each) and are written in parallel; a day
@@ -142,16 +146,12 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     let normalizer = Normalizer::new(config.source.log_group.clone(), tc.max_record_bytes);
 
     // Pass 1: parse, normalise, partition.
+    let spill_base = tc.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let spill_dir = if spill {
-        let base = tc.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&base).map_err(|e| Error::io("create spill folder", &base, e))?;
-        Some(
-            tempfile::Builder::new()
-                .prefix("bitacora-spill-")
-                .tempdir_in(&base)
-                .map_err(|e| Error::io("create spill folder", &base, e))?,
-        )
+        Some(SpillDir::create(&spill_base)?)
     } else {
+        // Killed runs' folders go whether or not this run spills.
+        spill::remove_stale(&spill_base);
         None
     };
     let schema = work_schema();
@@ -194,7 +194,6 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     );
 
     // Pass 2: dedup and write each bucket.
-    let run_id = layout::new_run_id();
     let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
     let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
     let events_schema = events_schema();
@@ -284,6 +283,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         &lake,
         &raw,
         &previous,
+        &lease,
         Outcome {
             run_id,
             events: TableOutput::new(events_dir, event_files),
@@ -303,16 +303,42 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     Ok(report)
 }
 
-/// The extract run published for `day` and its raw objects (any engine reads these).
-pub(crate) fn published_raw(lake: &Lake, day: Day) -> Result<(Manifest, TableOutput)> {
+/// A transform run of a day (either engine), once it may start.
+pub(crate) struct Start {
+    pub run_id: String,
+    /// The transform's lease of the day, recording the extract run it reads.
+    pub lease: Lease,
+    /// The published extract run of the day and its raw objects.
+    pub raw: Manifest,
+    pub raw_out: TableOutput,
+    /// The transform run it replaces (read under the lease).
+    pub previous: Previous,
+}
+
+/// Takes the transform's lease of `day` (a second transform of the day is refused), then reads
+/// the published extract run and records it in the lease, so that no extract publication removes
+/// it while this run reads it.
+pub(crate) fn start(config: &Config, lake: &Lake, day: Day) -> Result<Start> {
+    let run_id = layout::new_run_id();
+    let mut lease = Lease::acquire(lake, STEP, day, &run_id, config.lake.lease_ttl())?;
     let raw = Manifest::load(lake, "extract", day)?.ok_or_else(|| {
         Error::NotFound(format!(
             "no raw zone for {day} in {}: run `bitacora-extract --date {day}` first",
             lake.root()
         ))
     })?;
+    lease.record_read("extract", &raw.run_id)?;
     let raw_out = raw.outputs.get(layout::RAW).cloned().unwrap_or_default();
-    Ok((raw, raw_out))
+    // What this run replaces: publishing fails if another run of the day published in between
+    // (cloud lakes; the lease already keeps runs apart).
+    let previous = Manifest::load_previous(lake, STEP, day)?;
+    Ok(Start {
+        run_id,
+        lease,
+        raw,
+        raw_out,
+        previous,
+    })
 }
 
 /// What a transform run (Rust or Spark) wrote, before it is published.
@@ -337,6 +363,7 @@ pub(crate) fn publish_run(
     lake: &Lake,
     raw: &Manifest,
     previous: &Previous,
+    lease: &Lease,
     out: Outcome,
     started: Instant,
 ) -> Result<TransformReport> {
@@ -385,7 +412,7 @@ pub(crate) fn publish_run(
     let mut keep: Vec<String> = previous.run_id().map(str::to_string).into_iter().collect();
     keep.extend(cataloged_runs(config, lake, day)?);
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    manifest.publish(lake, &keep, previous)?;
+    manifest.publish(lake, &keep, previous, lease)?;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }

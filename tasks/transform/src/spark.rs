@@ -17,14 +17,14 @@ use aws_sdk_glue::types::JobRunState;
 use bitacora_core::aws::{sdk_config, sdk_error};
 use bitacora_core::config::TransformEngine;
 use bitacora_core::lake::{Lake, layout};
-use bitacora_core::manifest::{FileEntry, Manifest, TableOutput};
+use bitacora_core::manifest::{FileEntry, TableOutput};
 use bitacora_core::runtime::block_on;
 use bitacora_core::schema::{EVENTS_TABLE, QUARANTINE_TABLE};
 use bitacora_core::{Config, Error, Result};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::{Outcome, STEP, TransformParams, TransformReport, publish_run, published_raw};
+use crate::{Outcome, Start, TransformParams, TransformReport, publish_run, start};
 
 /// Where the Spark job runs.
 enum Backend {
@@ -211,7 +211,13 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
     let tc = &config.transform;
     let backend = Backend::from_config(config)?;
     let lake = Lake::from_config(config)?;
-    let (raw, raw_out) = published_raw(&lake, day)?;
+    let Start {
+        run_id,
+        lease,
+        raw,
+        raw_out,
+        previous,
+    } = start(config, &lake, day)?;
     if raw_out.files.iter().any(|f| !f.path.ends_with(".jsonl.gz")) {
         return Err(Error::config(
             "transform.engine",
@@ -221,8 +227,6 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
             ),
         ));
     }
-    let previous = Manifest::load_previous(&lake, STEP, day);
-    let run_id = layout::new_run_id();
     let events_dir = layout::run_dir(EVENTS_TABLE, day, &run_id);
     let quarantine_dir = layout::run_dir(QUARANTINE_TABLE, day, &run_id);
     let arguments: Vec<(String, String)> = [
@@ -286,6 +290,7 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
         &lake,
         &raw,
         &previous,
+        &lease,
         Outcome {
             run_id,
             events: TableOutput::new(events_dir, events_files),

@@ -274,22 +274,135 @@ fn to_arrow(cols: &[ColumnInfo], rows: &[Row]) -> Result<QueryOutput> {
     Ok(QueryOutput { schema, batches })
 }
 
-/// Whether `sql` only reads: `SELECT`/`WITH`/`SHOW`/`DESCRIBE`/`EXPLAIN` statements, one at a time.
-/// Athena runs what the workgroup's IAM allows; this keeps `bitacora-query` read-only on every engine.
+/// Whether `sql` only reads: one `SELECT`/`WITH`/`VALUES` query, `SHOW`, `DESCRIBE`, or `EXPLAIN`
+/// of one of those. Athena runs what the workgroup's IAM allows; this keeps `bitacora-query`
+/// read-only on every engine. `EXPLAIN ANALYZE` is refused: Trino runs the statement it explains.
+/// The statement is read as Trino lexes it (comments, quoted strings and identifiers, any case and
+/// spacing), so neither can hide a keyword.
 fn read_only(sql: &str) -> Result<()> {
-    let body = sql.trim().trim_end_matches(';').trim();
-    let first = body
-        .split(|c: char| c.is_whitespace() || c == '(')
-        .find(|w| !w.is_empty())
-        .unwrap_or("")
-        .to_ascii_uppercase();
-    let allowed = ["SELECT", "WITH", "SHOW", "DESCRIBE", "EXPLAIN", "VALUES"];
-    if !allowed.contains(&first.as_str()) || body.contains(';') {
-        return Err(Error::Query(format!(
-            "refused: bitacora-query is read-only, only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed (got {first:?})"
-        )));
+    statement_reads_only(sql).map_err(|why| {
+        Error::Query(format!(
+            "refused: bitacora-query is read-only, only one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement is allowed ({why})"
+        ))
+    })
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    /// A keyword or unquoted identifier, upper-cased.
+    Word(String),
+    /// A quoted string, quoted identifier or number: never a keyword.
+    Literal,
+    Punct(char),
+}
+
+/// Trino's lexing, as far as the guard needs it: `--` and `/* */` comments are skipped, `'…'`
+/// strings and `"…"` identifiers (doubled quotes inside) are one token.
+fn tokens(sql: &str) -> std::result::Result<Vec<Token>, String> {
+    let mut out = Vec::new();
+    let mut chars = sql.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {}
+            '-' if sql[i..].starts_with("--") => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            '/' if sql[i..].starts_with("/*") => {
+                let end = sql[i + 2..]
+                    .find("*/")
+                    .ok_or_else(|| "unterminated comment".to_string())?;
+                let resume = i + 2 + end + 2;
+                while chars.peek().is_some_and(|(j, _)| *j < resume) {
+                    chars.next();
+                }
+            }
+            '\'' | '"' | '`' => {
+                let quote = c;
+                loop {
+                    match chars.next() {
+                        Some((_, c)) if c == quote => {
+                            if chars.peek().is_some_and(|(_, n)| *n == quote) {
+                                chars.next();
+                            } else {
+                                break;
+                            }
+                        }
+                        Some(_) => {}
+                        None => return Err(format!("unterminated {quote}")),
+                    }
+                }
+                out.push(Token::Literal);
+            }
+            c if c.is_alphanumeric() || c == '_' => {
+                let mut word = String::from(c);
+                while let Some((_, n)) = chars.peek() {
+                    if !(n.is_alphanumeric() || *n == '_') {
+                        break;
+                    }
+                    word.push(*n);
+                    chars.next();
+                }
+                if c.is_ascii_digit() {
+                    out.push(Token::Literal);
+                } else {
+                    out.push(Token::Word(word.to_uppercase()));
+                }
+            }
+            c => out.push(Token::Punct(c)),
+        }
     }
-    Ok(())
+    Ok(out)
+}
+
+fn statement_reads_only(sql: &str) -> std::result::Result<(), String> {
+    let mut toks = tokens(sql)?;
+    if toks.last() == Some(&Token::Punct(';')) {
+        toks.pop();
+    }
+    if toks.contains(&Token::Punct(';')) {
+        return Err("got several statements".into());
+    }
+    reads_only(&toks)
+}
+
+/// Whether the statement in `toks` only reads.
+fn reads_only(toks: &[Token]) -> std::result::Result<(), String> {
+    fn word(t: Option<&Token>) -> Option<&str> {
+        match t {
+            Some(Token::Word(w)) => Some(w.as_str()),
+            _ => None,
+        }
+    }
+    // A parenthesised query.
+    let open = toks.iter().take_while(|t| **t == Token::Punct('(')).count();
+    let first = word(toks.get(open));
+    match first {
+        Some("SELECT" | "WITH" | "VALUES") => Ok(()),
+        Some("SHOW" | "DESCRIBE") if open == 0 => Ok(()),
+        Some("EXPLAIN") if open == 0 => {
+            let rest = &toks[1..];
+            match rest.first() {
+                Some(Token::Word(w)) if w == "ANALYZE" => {
+                    Err("EXPLAIN ANALYZE runs the statement it explains".into())
+                }
+                // EXPLAIN (TYPE …, FORMAT …) statement; or EXPLAIN (query).
+                Some(Token::Punct('(')) if matches!(word(rest.get(1)), Some("TYPE" | "FORMAT")) => {
+                    let close = rest
+                        .iter()
+                        .position(|t| *t == Token::Punct(')'))
+                        .ok_or_else(|| "unclosed EXPLAIN options".to_string())?;
+                    reads_only(&rest[close + 1..])
+                }
+                _ => reads_only(rest),
+            }
+        }
+        Some(w) => Err(format!("got {w:?}")),
+        None => Err("got no statement".into()),
+    }
 }
 
 impl QueryEngine for AthenaEngine {
@@ -329,6 +442,52 @@ mod tests {
         ] {
             assert!(read_only(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn explain_analyze_is_refused_however_written() {
+        for ok in [
+            "EXPLAIN SELECT * FROM events",
+            "explain (type distributed) select 1",
+            "EXPLAIN (FORMAT JSON, TYPE IO) WITH x AS (SELECT 1) SELECT * FROM x;",
+            "EXPLAIN (SELECT 1)",
+            "/* dashboard */ SELECT 1",
+            "-- daily\nSELECT ';' AS \"a;b\" FROM events -- done",
+            "SELECT 'EXPLAIN ANALYZE DELETE FROM events' AS q",
+        ] {
+            assert!(read_only(ok).is_ok(), "{ok}: {:?}", read_only(ok));
+        }
+        for bad in [
+            "EXPLAIN ANALYZE INSERT INTO events SELECT * FROM events",
+            "EXPLAIN ANALYZE SELECT 1",
+            "explain   analyze delete from events",
+            "Explain\n\tAnalyze VERBOSE DELETE FROM events",
+            "/* */ EXPLAIN ANALYZE DELETE FROM events",
+            "EXPLAIN /* x */ ANALYZE DELETE FROM events",
+            "EXPLAIN -- x\nANALYZE DELETE FROM events",
+            "EXPLAIN/**/ANALYZE DELETE FROM events",
+            "EXPLAIN (TYPE DISTRIBUTED) ANALYZE DELETE FROM events",
+            "EXPLAIN (TYPE DISTRIBUTED) EXPLAIN ANALYZE DELETE FROM events",
+            "EXPLAIN EXPLAIN ANALYZE DELETE FROM events",
+            "EXPLAIN INSERT INTO events SELECT 1",
+            "EXPLAIN (TYPE IO",
+            "ANALYZE events",
+            "/* unterminated SELECT 1",
+            "SELECT 1 /* ; */; DROP TABLE x",
+            "SELECT ''; DROP TABLE x",
+            "(SHOW TABLES)",
+            "-- SELECT 1\nDROP TABLE events",
+            "",
+            ";",
+        ] {
+            assert!(read_only(bad).is_err(), "{bad}");
+        }
+        let e = read_only("explain analyze delete from events").unwrap_err();
+        assert!(e.to_string().contains("read-only"), "{e}");
+        assert!(
+            e.to_string().contains("EXPLAIN ANALYZE runs the statement"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -81,13 +81,56 @@ impl DataFusionEngine {
         let engine = DataFusionEngine { ctx };
         for table in catalog.list_tables(database)? {
             let partitions = catalog.list_partitions(database, &table.name)?;
-            engine.register_table(&table, &partitions)?;
+            engine.register_table(lake, &table, &partitions)?;
         }
         Ok(engine)
     }
 
+    /// The files of a partition, as the catalog lists them (`file_list`, written by
+    /// `bitacora-catalog`), checked to exist: a query never answers from part of a partition.
+    /// `None` for partitions without a file list (registered by other tools): their folder is listed.
+    fn partition_files(
+        lake: &Lake,
+        full: &str,
+        p: &bitacora_core::catalog::Partition,
+    ) -> Result<Option<Vec<ListingTableUrl>>> {
+        let Some(list) = p.parameters.get("file_list") else {
+            return Ok(None);
+        };
+        let Ok(names) = serde_json::from_str::<Vec<String>>(list) else {
+            return Err(Error::Catalog(format!(
+                "{full}: partition {:?} has an unreadable file list",
+                p.values
+            )));
+        };
+        let base = if p.location.ends_with('/') {
+            p.location.clone()
+        } else {
+            format!("{}/", p.location)
+        };
+        let urls: Vec<String> = names.iter().map(|n| format!("{base}{n}")).collect();
+        if let Some(rel) = urls
+            .iter()
+            .map(|u| lake.relative(u))
+            .collect::<Option<Vec<String>>>()
+            && let Some(first) = lake.missing(&rel)?.first()
+        {
+            let dt = p.values.first().map_or("?", String::as_str);
+            let run = p.parameters.get("run_id").map_or("?", String::as_str);
+            return Err(Error::Query(format!(
+                "{full} dt={dt}: file {} of the catalog's partition is missing (transform run {run}); re-run `bitacora-transform --date {dt}` and `bitacora-catalog --date {dt}`",
+                lake.url_of(first)
+            )));
+        }
+        urls.iter()
+            .map(|u| ListingTableUrl::parse(u).map_err(df("partition file")))
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
     fn register_table(
         &self,
+        lake: &Lake,
         table: &Table,
         partitions: &[bitacora_core::catalog::Partition],
     ) -> Result<()> {
@@ -117,10 +160,15 @@ impl DataFusionEngine {
                     "{full}: bad partition value {dt:?}"
                 )));
             }
-            let url = ListingTableUrl::parse(&p.location).map_err(df("partition location"))?;
+            let urls = match Self::partition_files(lake, &full, p)? {
+                Some(files) => files,
+                None => {
+                    vec![ListingTableUrl::parse(&p.location).map_err(df("partition location"))?]
+                }
+            };
             let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
                 .with_file_extension(".parquet");
-            let config = ListingTableConfig::new(url)
+            let config = ListingTableConfig::new_with_multi_paths(urls)
                 .with_listing_options(options)
                 .with_schema(schema.clone());
             let listing = ListingTable::try_new(config).map_err(df("partition table"))?;
