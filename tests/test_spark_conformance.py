@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -86,6 +88,10 @@ def test_spark_and_rust_transforms_agree(raw_day):
     spark_quarantine = rows(sorted((out / "quarantine").glob("*.parquet")))
 
     assert len(spark_events) == len(rust_events)
+    # The job counts for itself: the same figures as the Rust transform's report.
+    counts = json.loads((out / "events" / "_bitacora_counts.json").read_text())
+    assert counts == {k: report[k] for k in ("read", "events", "quarantine", "duplicates")}
+    assert report["duplicates"] > 0
     assert sorted(map(key, spark_events)) == sorted(map(key, rust_events))
     assert sorted(map(key, spark_quarantine)) == sorted(map(key, rust_quarantine))
     # Same schema, column for column.
@@ -123,15 +129,29 @@ def test_glue_engine_submits_the_job_and_publishes_its_output(aws, raw_day, tmp_
                "SPARK_LOCAL_IP": "127.0.0.1"}
         flat = [x for k, v in args.items() for x in (k, v)]
         subprocess.run([sys.executable, str(SCRIPT), *flat], check=True, capture_output=True, env=env, timeout=600)
+        if miscount:
+            # A job whose counts do not add up (one duplicate it did not drop, say).
+            counts = Path(urllib.parse.urlparse(args["--events"]).path) / "_bitacora_counts.json"
+            c = json.loads(counts.read_text())
+            counts.write_text(json.dumps({**c, "duplicates": c["duplicates"] - 1}))
 
+    miscount = False
     proxy.hooks.append(run_like_glue)
     try:
         cfg = tmp_path / "glue.toml"
         cfg.write_text(raw_day["spark_cfg"].read_text() + 'glue_job = "bitacora-transform"\npoll_max_secs = 1\n')
         env = {"AWS_ENDPOINT_URL": proxy.url}
         report = json.loads(run("bitacora-transform", "--config", str(cfg), "--date", DAY, env=env).stdout)
+        # The identity is checked with the job's own duplicate count: a miscount fails the step.
+        miscount = True
+        bad = run("bitacora-transform", "--config", str(cfg), "--date", DAY, env=env, check=False)
+        assert bad.returncode == 1, bad.stderr
+        assert json.loads(bad.stdout)["error_kind"] == "invariant"
+        assert "duplicates" in json.loads(bad.stdout)["error"]
     finally:
         proxy.close()
+    published = json.loads((raw_day["lake"] / "_manifests" / "transform" / f"dt={DAY}.json").read_text())
+    assert published["run_id"] == report["run_id"], "the failed run published nothing"
     assert report["spark_job_run"] and len(submitted) == 1
     assert submitted[0]["--events"] == report["events_location"]
     assert report["events"] + report["quarantine"] + report["duplicates"] == report["read"] == raw_day["extract"]["selected"]

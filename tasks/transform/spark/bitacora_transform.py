@@ -394,7 +394,28 @@ def main(argv=None) -> None:
     (quarantine.withColumn("source_timestamp", micros("source_timestamp"))
      .orderBy("source_timestamp", "source_event_id", "raw", "reason", "detail")
      .coalesce(1).write.mode("overwrite").option("compression", "zstd").parquet(a.quarantine))
+    # The job's own counts, for the Rust side to check `events + quarantine + duplicates = read`
+    # against the raw manifest and the Parquet footers (not derive one from the others).
+    n_events = events.count()
+    counts = {"read": tagged.count(), "events": kept.count(), "quarantine": quarantine.count()}
+    counts["duplicates"] = n_events - counts["events"]
+    _write_text(spark, a.events.rstrip("/") + "/" + COUNTS_FILE, json.dumps(counts, sort_keys=True))
     spark.stop()
+
+
+COUNTS_FILE = "_bitacora_counts.json"  # `_`: ignored by Hive, Athena and Spark readers
+
+
+def _write_text(spark, url: str, text: str) -> None:
+    """One small object at `url` through Hadoop's file systems (file://, s3:// on EMR and Glue)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(url)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    out = fs.create(path, True)
+    try:
+        out.write(bytearray(text.encode("utf-8")))
+    finally:
+        out.close()
 
 
 if __name__ == "__main__":

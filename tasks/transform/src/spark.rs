@@ -256,18 +256,34 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
     let quarantine_files = parquet_files(&lake, &quarantine_dir)?;
     let events: u64 = events_files.iter().map(|f| f.rows).sum();
     let quarantined: u64 = quarantine_files.iter().map(|f| f.rows).sum();
+    // The job's own counts, checked against the raw manifest and the files' footers: the
+    // identity `events + quarantine + duplicates = read` is checked, not used to derive a figure.
+    let counts = job_counts(&lake, &events_dir)?;
     let read = raw_out.rows;
-    if read > 0 && events + quarantined == 0 {
-        return Err(Error::Invariant(format!(
-            "{job} run {job_run} succeeded but wrote no rows under {} for the {read} records of {day}",
-            lake.url_of(&events_dir)
-        )));
+    let fail = |what: String| {
+        Err(Error::Invariant(format!(
+            "{job} run {job_run} for {day}: {what}; nothing was published"
+        )))
+    };
+    if counts.read != read {
+        return fail(format!(
+            "the job read {} records, the extract run {} published {read}",
+            counts.read, raw.run_id
+        ));
     }
-    let duplicates = read.checked_sub(events + quarantined).ok_or_else(|| {
-        Error::Invariant(format!(
-            "events + quarantine > read for {day}: {events} + {quarantined} > {read} ({job} run {job_run})"
-        ))
-    })?;
+    if (counts.events, counts.quarantine) != (events, quarantined) {
+        return fail(format!(
+            "the job reports {} events and {} quarantined, its files hold {events} and {quarantined}",
+            counts.events, counts.quarantine
+        ));
+    }
+    if events + quarantined + counts.duplicates != read {
+        return fail(format!(
+            "events + quarantine + duplicates != read: {events} + {quarantined} + {} != {read}",
+            counts.duplicates
+        ));
+    }
+    let duplicates = counts.duplicates;
     let mut reasons = BTreeMap::new();
     for f in &quarantine_files {
         let bytes = lake.get(&f.path)?;
@@ -308,6 +324,28 @@ pub fn run_spark(config: &Config, params: &TransformParams) -> Result<TransformR
 
 /// The Parquet files under `dir` (Spark's `_SUCCESS` and the like are skipped), with the row
 /// counts of their footers.
+/// What the Spark job counted (`_bitacora_counts.json`, written by the script in its events folder).
+#[derive(Debug, serde::Deserialize)]
+struct JobCounts {
+    read: u64,
+    events: u64,
+    quarantine: u64,
+    duplicates: u64,
+}
+
+fn job_counts(lake: &Lake, events_dir: &str) -> Result<JobCounts> {
+    let path = format!("{events_dir}/_bitacora_counts.json");
+    let bad = |m: String| Error::Metadata {
+        what: "Spark job counts",
+        location: lake.url_of(&path),
+        message: m,
+    };
+    let bytes = lake.get_opt(&path)?.ok_or_else(|| {
+        bad("missing: the job did not finish its work (or is an older script)".into())
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| bad(format!("unreadable ({e})")))
+}
+
 fn parquet_files(lake: &Lake, dir: &str) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
     for obj in lake.list(dir)? {

@@ -158,127 +158,116 @@ fn head_text(head: &[u8]) -> Cow<'_, str> {
     }
 }
 
-/// What dates the lines of a file that have no timestamp of their own.
-struct Dated {
-    /// The timestamp of the last dated line read.
-    last: Option<i64>,
-    /// When the file was last modified (ms since the epoch).
+/// Reading one unit for one day: what its lines add up to so far.
+struct Reading<'r, 'e> {
+    unit: &'r SourceUnit,
+    day: Day,
+    /// `transform.max_record_bytes`: longer lines are not held whole.
+    max_line: usize,
+    /// The timestamp of the last dated line read (it dates the lines without one after it).
+    last_dated: Option<i64>,
+    /// When the file was last modified (ms since the epoch): dates undated lines before any.
     modified_ms: i64,
+    stats: UnitStats,
+    emit: &'r mut Emit<'e>,
 }
 
-impl FileSource {
-    /// The selection of one line longer than `max_line` (`head`: its first `max_line` bytes).
-    fn long_line(
-        &self,
-        unit: &SourceUnit,
-        day: Day,
-        (head, len): (&[u8], u64),
-        (number, offset): (u64, u64),
-        dated: &mut Dated,
-        stats: &mut UnitStats,
-        emit: &mut Emit<'_>,
-    ) -> Result<()> {
-        stats.scanned += 1;
-        stats.oversize += 1;
+impl Reading<'_, '_> {
+    /// A line with a timestamp: selected when it is of the day.
+    fn dated(&mut self, ts: i64, line: &[u8]) -> Result<()> {
+        self.last_dated = Some(ts);
+        if self.day.contains_ms(ts) {
+            self.stats.selected += 1;
+            (self.emit)(line)
+        } else {
+            self.stats.outside_window += 1;
+            Ok(())
+        }
+    }
+
+    /// A line longer than `max_line` (`head`: its first `max_line` bytes): dated by its head when
+    /// it can be, and handed on as an [`OversizeLine`] for the transform to quarantine.
+    fn long_line(&mut self, (head, len): (&[u8], u64), (number, offset): (u64, u64)) -> Result<()> {
+        self.stats.scanned += 1;
+        self.stats.oversize += 1;
         let text = head_text(head);
         let envelope = EnvelopeHead::read(&text);
-        let timestamp = fast_timestamp(head).or(envelope.timestamp);
-        if timestamp.is_some() {
-            dated.last = timestamp;
+        let Some(ts) = fast_timestamp(head).or(envelope.timestamp) else {
+            let reason = format!(
+                "a line of {len} bytes, more than transform.max_record_bytes = {}, without a usable timestamp in its first {} bytes",
+                self.max_line,
+                head.len()
+            );
+            return self.reject((number, offset), reason, text);
+        };
+        if self.day.contains_ms(ts) && self.stats.oversize <= LOGGED_MALFORMED {
+            tracing::warn!(
+                "{}:{number}: a line of {len} bytes, more than transform.max_record_bytes = {}: its first bytes go on, to be quarantined as oversize",
+                self.unit.id,
+                self.max_line
+            );
         }
-        match timestamp {
-            Some(ts) if day.contains_ms(ts) => {
-                stats.selected += 1;
-                if stats.oversize <= LOGGED_MALFORMED {
-                    tracing::warn!(
-                        "{}:{number}: a line of {len} bytes, more than transform.max_record_bytes = {}: its first bytes go on, to be quarantined as oversize",
-                        unit.id,
-                        self.max_line
-                    );
-                }
-                let marker = OversizeLine {
-                    timestamp: ts,
-                    log_stream_name: envelope.log_stream_name.map(Cow::Borrowed),
-                    event_id: envelope.event_id.map(Cow::Borrowed),
-                    bytes: len,
-                    limit: self.max_line as u64,
-                    source: Cow::Borrowed(&unit.id),
-                    line: number,
-                    offset,
-                    head: Cow::Borrowed(&text),
-                };
-                let line = marker.to_line().map_err(|e| Error::Source {
-                    unit: unit.id.clone(),
-                    message: format!("line {number}: {e}"),
-                })?;
-                emit(&line)
-            }
-            Some(_) => {
-                stats.outside_window += 1;
-                Ok(())
-            }
-            None => self.reject(
-                unit,
-                day,
-                (number, offset),
-                dated,
-                format!(
-                    "a line of {len} bytes, more than transform.max_record_bytes = {}, without a usable timestamp in its first {} bytes",
-                    self.max_line,
-                    head.len()
-                ),
-                text,
-                stats,
-                emit,
-            ),
-        }
+        let marker = OversizeLine {
+            timestamp: ts,
+            log_stream_name: envelope.log_stream_name.map(Cow::Borrowed),
+            event_id: envelope.event_id.map(Cow::Borrowed),
+            bytes: len,
+            limit: self.max_line as u64,
+            source: Cow::Borrowed(&self.unit.id),
+            line: number,
+            offset,
+            head: Cow::Borrowed(&text),
+        };
+        let line = marker.to_line().map_err(|e| self.fail(number, e))?;
+        self.dated(ts, &line)
     }
 
     /// A line without a usable timestamp: kept, as a [`RejectedLine`], in the raw zone of the day
     /// it is given (the dated line's before it, else the file's modification day), so that the
     /// transform quarantines it; counted as `malformed` there, and as `outside_window` elsewhere.
-    #[allow(clippy::too_many_arguments)]
     fn reject(
-        &self,
-        unit: &SourceUnit,
-        day: Day,
+        &mut self,
         (number, offset): (u64, u64),
-        dated: &Dated,
         reason: String,
         raw: Cow<'_, str>,
-        stats: &mut UnitStats,
-        emit: &mut Emit<'_>,
     ) -> Result<()> {
-        let (owner_ms, dated_by) = match dated.last {
+        let (owner_ms, dated_by) = match self.last_dated {
             Some(ts) => (ts, "dated line before it"),
-            None => (dated.modified_ms, "file's last modification"),
+            None => (self.modified_ms, "file's last modification"),
         };
-        if !day.contains_ms(owner_ms) {
-            stats.outside_window += 1;
+        if !self.day.contains_ms(owner_ms) {
+            self.stats.outside_window += 1;
             return Ok(());
         }
-        stats.malformed += 1;
-        if stats.malformed <= LOGGED_MALFORMED {
+        self.stats.malformed += 1;
+        if self.stats.malformed <= LOGGED_MALFORMED {
             tracing::warn!(
-                "{}:{number}: no usable timestamp ({reason}): kept for the quarantine of {day} as broken_envelope",
-                unit.id
+                "{}:{number}: no usable timestamp ({reason}): kept for the quarantine of {} as broken_envelope",
+                self.unit.id,
+                self.day
             );
         }
         let marker = RejectedLine {
-            source: Cow::Borrowed(&unit.id),
+            source: Cow::Borrowed(&self.unit.id),
             line: number,
             offset,
             reason: Cow::Owned(reason),
             dated_by: Cow::Borrowed(dated_by),
             raw,
         };
-        let line = marker.to_line().map_err(|e| Error::Source {
-            unit: unit.id.clone(),
-            message: format!("line {number}: {e}"),
-        })?;
-        emit(&line)
+        let line = marker.to_line().map_err(|e| self.fail(number, e))?;
+        (self.emit)(&line)
     }
 
+    fn fail(&self, number: u64, e: impl std::fmt::Display) -> Error {
+        Error::Source {
+            unit: self.unit.id.clone(),
+            message: format!("line {number}: {e}"),
+        }
+    }
+}
+
+impl FileSource {
     /// Skips a unit that is not a regular file: logged, counted.
     fn skip(unit: &SourceUnit, ft: std::fs::FileType) -> UnitStats {
         tracing::warn!("skipped {}: {}, not a regular file", unit.id, kind(ft));
@@ -335,12 +324,16 @@ impl LogSource for FileSource {
                 || chrono::Utc::now().timestamp_millis(),
                 |d| d.as_millis() as i64,
             );
-        let mut dated = Dated {
-            last: None,
-            modified_ms,
-        };
         let mut reader = reader(file, path).map_err(fail)?;
-        let mut stats = UnitStats::default();
+        let mut r = Reading {
+            unit,
+            day,
+            max_line: self.max_line,
+            last_dated: None,
+            modified_ms,
+            stats: UnitStats::default(),
+            emit,
+        };
         let number = std::cell::Cell::new(0u64);
         let mut offset = 0u64;
         let mut block = Vec::new();
@@ -360,15 +353,7 @@ impl LogSource for FileSource {
                     }
                     Line::Long { head, len } => {
                         offset += len + 1;
-                        return self.long_line(
-                            unit,
-                            day,
-                            (head, len),
-                            (number, at),
-                            &mut dated,
-                            &mut stats,
-                            emit,
-                        );
+                        return r.long_line((head, len), (number, at));
                     }
                 };
                 while let [rest @ .., b'\r'] = line {
@@ -377,7 +362,7 @@ impl LogSource for FileSource {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     return Ok(());
                 }
-                stats.scanned += 1;
+                r.stats.scanned += 1;
                 let parsed = match fast_timestamp(line) {
                     Some(ts) => Ok(ts),
                     None => serde_json::from_slice::<Timestamp>(line).map(|t| t.timestamp),
@@ -391,26 +376,8 @@ impl LogSource for FileSource {
                         .ok_or(e)
                 });
                 match parsed {
-                    Ok(ts) => {
-                        dated.last = Some(ts);
-                        if day.contains_ms(ts) {
-                            stats.selected += 1;
-                            emit(line)?;
-                        } else {
-                            stats.outside_window += 1;
-                        }
-                        Ok(())
-                    }
-                    Err(e) => self.reject(
-                        unit,
-                        day,
-                        (number, at),
-                        &dated,
-                        e.to_string(),
-                        String::from_utf8_lossy(line),
-                        &mut stats,
-                        emit,
-                    ),
+                    Ok(ts) => r.dated(ts, line),
+                    Err(e) => r.reject((number, at), e.to_string(), String::from_utf8_lossy(line)),
                 }
             },
             |e| Error::Source {
@@ -418,6 +385,7 @@ impl LogSource for FileSource {
                 message: format!("{e} (after line {})", number.get()),
             },
         )?;
+        let stats = r.stats;
         if stats.malformed > LOGGED_MALFORMED {
             tracing::warn!(
                 "{} more line(s) of {} without a usable timestamp kept for quarantine",
@@ -617,7 +585,7 @@ mod tests {
     }
 
     /// Long lines get their day from their head, wherever the timestamp is in it; without one they
-    /// are malformed, logged.
+    /// are kept for quarantine in the day of the dated line before them, logged.
     #[test]
     fn long_lines_take_their_timestamp_from_their_head() {
         let dir = tempfile::tempdir().unwrap();
@@ -628,9 +596,9 @@ mod tests {
             format!(
                 r#"{{"logStreamName":"s1","eventId":"e1","timestamp":{ts},"message":"{long}"}}"#
             ),
-            format!(r#"{{"timestamp":{},"message":"{long}"}}"#, ts - 86_400_000),
             format!(r#"{{"message":"{long}","timestamp":{ts}}}"#),
             format!("{long}\r"),
+            format!(r#"{{"timestamp":{},"message":"{long}"}}"#, ts - 86_400_000),
             envelope(ts, "short", "4"),
         ];
         std::fs::write(dir.path().join("a.jsonl"), lines.join("\n")).unwrap();
@@ -645,7 +613,7 @@ mod tests {
             ),
             (5, 2, 1, 2, 4)
         );
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 4);
         let o = OversizeLine::parse(std::str::from_utf8(&out[0]).unwrap()).unwrap();
         assert_eq!((o.timestamp, o.line, o.offset), (ts, 1, 0));
         assert_eq!(
@@ -660,7 +628,19 @@ mod tests {
             o.head.len()
         );
         assert!(lines[0].starts_with(o.head.as_ref()));
-        assert_eq!(out[1], envelope(ts, "short", "4").as_bytes());
+        // The two without a timestamp in their head: kept, bounded, in the day of line 1.
+        for (k, n) in [(1, 2u64), (2, 3)] {
+            let r = RejectedLine::parse(std::str::from_utf8(&out[k]).unwrap()).unwrap();
+            assert_eq!(r.line, n);
+            assert!(
+                r.reason.contains("without a usable timestamp"),
+                "{}",
+                r.reason
+            );
+            assert_eq!(r.dated_by, "dated line before it");
+            assert!(r.raw.len() <= 1000 && lines[k].starts_with(r.raw.as_ref()));
+        }
+        assert_eq!(out[3], envelope(ts, "short", "4").as_bytes());
         assert!(
             logs.iter()
                 .any(|l| l.contains("a.jsonl:1: a line of 1")
@@ -669,11 +649,7 @@ mod tests {
         );
         assert!(
             logs.iter()
-                .any(|l| l.starts_with("rejected ") && l.contains("a.jsonl:3: a line of")),
-            "{logs:?}"
-        );
-        assert!(
-            logs.iter().any(|l| l.contains("a.jsonl:4: a line of")),
+                .any(|l| l.contains("a.jsonl:2: no usable timestamp (a line of")),
             "{logs:?}"
         );
     }
