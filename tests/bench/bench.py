@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 import sys
 import time
 from pathlib import Path
@@ -181,6 +182,64 @@ def peer(engine: str, work: Path) -> dict:
     return {"wall": w, "rss": r, "rows": int(o.strip().splitlines()[-1]), "detail": ""}
 
 
+def generated(bin_dir: Path, work: Path, n: int) -> dict:
+    """The day of `n` events under `work/logs`, generated once (seed 1)."""
+    logs = work / "logs"
+    marker = work / "generated.json"
+    if not marker.exists():
+        shutil.rmtree(work, ignore_errors=True)
+        logs.mkdir(parents=True)
+        gen = subprocess.run([str(bin_dir / "bitacora"), "generate", "--date", DAY, "--events", str(n),
+                              "--out", str(logs), "--seed", "1"], capture_output=True, text=True, check=True)
+        marker.write_text(gen.stdout)
+    return json.loads(marker.read_text())
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def scale(bin_dir: Path, base: Path, sizes: list[int]) -> None:
+    """Bitácora's extract + transform alone on ever larger days (the peers need more memory than
+    this machine has past ~20M events): wall time, time per million events, peak memory, the raw
+    zone and the largest spill folder seen on disk. Each day's input stays under BITACORA_BENCH_DIR
+    for the next run; remove it when done (80M events: about 40 GB of input, raw zone and output)."""
+    print(f"machine: {os.cpu_count()} cores")
+    rows = []
+    for n in sizes:
+        work = base / str(n)
+        gen = generated(bin_dir, work, n)
+        files = input_files(work / "logs")
+        size = sum(os.path.getsize(f) for f in files)
+        print(f"\n{n:,} events ({gen['records']:,} records, {size / 2**30:.2f} GiB of input)", flush=True)
+        os.sync()
+        # Spill folders live under work/spill while the transform runs: sample their size.
+        peak_spill = [0]
+        stop = threading.Event()
+
+        def watch():
+            while not stop.wait(0.5):
+                peak_spill[0] = max(peak_spill[0], du(work / "spill"))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            r = bitacora(bin_dir, work)
+        finally:
+            stop.set()
+            watcher.join()
+        raw = du(work / "lake" / "raw")
+        r.update(n=n, raw=raw, spill=peak_spill[0])
+        rows.append(r)
+        print(f"  {r['wall']:.1f} s ({r['wall'] / n * 1e6:.2f} s per million)  peak {r['rss'] / 2**20:.0f} MiB  "
+              f"raw zone {raw / 2**30:.2f} GiB  spill peak {peak_spill[0] / 2**30:.2f} GiB  {r['detail']}", flush=True)
+    print("\n| events | extract + transform s | s per million | peak MiB | raw zone GiB | spill peak GiB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['n']:,} | {r['wall']:.1f} | {r['wall'] / r['n'] * 1e6:.2f} | {r['rss'] / 2**20:.0f} | "
+              f"{r['raw'] / 2**30:.2f} | {r['spill'] / 2**30:.2f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", type=Path)
@@ -188,12 +247,16 @@ def main() -> None:
     ap.add_argument("--logs", type=Path)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("BITACORA_BENCH_REPEAT", "3")), help="rounds; the best wall time of each engine counts")
+    ap.add_argument("--scale", action="store_true", help="Bitácora alone, once per size: the cost curve of large days")
     ap.add_argument("sizes", nargs="*", type=int)
     a = ap.parse_args()
     if a.engine:
         print({"duckdb": run_duckdb, "polars": run_polars}[a.engine](a.logs, a.out))
         return
     base = Path(os.environ.get("BITACORA_BENCH_DIR", "/tmp/bitacora-bench"))
+    if a.scale:
+        scale(a.bin_dir, base, a.sizes)
+        return
     import duckdb
     import polars
 
@@ -202,14 +265,7 @@ def main() -> None:
     for n in a.sizes:
         work = base / str(n)
         logs = work / "logs"
-        marker = work / "generated.json"
-        if not marker.exists():
-            shutil.rmtree(work, ignore_errors=True)
-            logs.mkdir(parents=True)
-            gen = subprocess.run([str(a.bin_dir / "bitacora"), "generate", "--date", DAY, "--events", str(n),
-                                  "--out", str(logs), "--seed", "1"], capture_output=True, text=True, check=True)
-            marker.write_text(gen.stdout)
-        gen = json.loads(marker.read_text())
+        gen = generated(a.bin_dir, work, n)
         size = sum(os.path.getsize(f) for f in input_files(logs))
         print(f"\n{n:,} events of the day ({gen['records']:,} records, {size / 2**30:.2f} GiB on disk)", flush=True)
         # Best of `repeat` rounds, engines taking turns within a round. Before each run the dirty

@@ -3,6 +3,9 @@
 #
 #   bash tests/bench/run.sh                 # 1M and 10M events
 #   bash tests/bench/run.sh 200000          # any sizes
+#   bash tests/bench/run.sh --scale 20000000 40000000 80000000
+#                                           # Bitácora alone, once per size: the cost curve of large
+#                                           # days (by hand, not in CI: 80M takes ~40 GB of disk)
 #
 # Needs ~8 GB of free disk for 10M events (BITACORA_BENCH_DIR, default /tmp/bitacora-bench).
 set -euo pipefail
@@ -14,4 +17,5 @@ if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements-bench.txt
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
+[ "${sizes[*]}" != "--scale" ] || sizes=(--scale 20000000 40000000 80000000)
 exec "$venv/bin/python" tests/bench/bench.py --bin-dir "$target/release" "${sizes[@]}"

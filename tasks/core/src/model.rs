@@ -155,22 +155,32 @@ pub struct OversizeLine<'a> {
     pub head: Cow<'a, str>,
 }
 
-impl<'a> OversizeLine<'a> {
+impl<'a> Marker<'a> for OversizeLine<'a> {
     const TAG: &'static str = "bitacora:oversize";
-    /// How its line starts.
-    const PREFIX: &'static str = "[\"bitacora:oversize\",";
+}
+
+/// A line the extract writes to the raw zone instead of a source line it could not pass on whole
+/// ([`OversizeLine`], [`RejectedLine`]): the JSON array `["<TAG>",{...}]` — not an object, so no
+/// source line the extract passes on (an envelope is an object) can be taken for one.
+pub trait Marker<'a>: Sized + Serialize + Deserialize<'a> {
+    /// Its tag, the array's first element.
+    const TAG: &'static str;
 
     /// Its raw-zone line (without newline).
-    pub fn to_line(&self) -> serde_json::Result<Vec<u8>> {
+    fn to_line(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(&(Self::TAG, self))
     }
 
-    /// Reads a raw-zone line written by [`Self::to_line`]; `None` for any other line.
-    pub fn parse(line: &'a str) -> Option<Self> {
-        if !line.starts_with(Self::PREFIX) {
+    /// Reads a raw-zone line written by [`Marker::to_line`]; `None` for any other line.
+    fn parse(line: &'a str) -> Option<Self> {
+        let tagged = line
+            .strip_prefix("[\"")
+            .and_then(|l| l.strip_prefix(Self::TAG))
+            .is_some_and(|l| l.starts_with("\","));
+        if !tagged {
             return None;
         }
-        serde_json::from_str::<(serde::de::IgnoredAny, OversizeLine<'a>)>(line)
+        serde_json::from_str::<(serde::de::IgnoredAny, Self)>(line)
             .ok()
             .map(|(_, o)| o)
     }
@@ -202,24 +212,8 @@ pub struct RejectedLine<'a> {
     pub raw: Cow<'a, str>,
 }
 
-impl<'a> RejectedLine<'a> {
+impl<'a> Marker<'a> for RejectedLine<'a> {
     const TAG: &'static str = "bitacora:rejected";
-    const PREFIX: &'static str = "[\"bitacora:rejected\",";
-
-    /// Its raw-zone line (without newline).
-    pub fn to_line(&self) -> serde_json::Result<Vec<u8>> {
-        serde_json::to_vec(&(Self::TAG, self))
-    }
-
-    /// Reads a raw-zone line written by [`Self::to_line`]; `None` for any other line.
-    pub fn parse(line: &'a str) -> Option<Self> {
-        if !line.starts_with(Self::PREFIX) {
-            return None;
-        }
-        serde_json::from_str::<(serde::de::IgnoredAny, RejectedLine<'a>)>(line)
-            .ok()
-            .map(|(_, o)| o)
-    }
 }
 
 #[cfg(test)]
@@ -257,7 +251,7 @@ mod tests {
             head: "{\"timestamp\":1793577600123,\"message\":\"aaé".into(),
         };
         let line = String::from_utf8(o.to_line().unwrap()).unwrap();
-        assert!(line.starts_with(OversizeLine::PREFIX), "{line}");
+        assert!(line.starts_with("[\"bitacora:oversize\","), "{line}");
         assert_eq!(OversizeLine::parse(&line), Some(o));
         assert!(serde_json::from_str::<Envelope<'_>>(&line).is_err());
         assert_eq!(OversizeLine::parse(r#"{"timestamp":1}"#), None);

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::error::one_line;
 use crate::json;
-use crate::model::{Envelope, Event, OversizeLine, Reason, Rejected, RejectedLine};
+use crate::model::{Envelope, Event, Marker, OversizeLine, Reason, Rejected, RejectedLine};
 
 /// Outcome of normalising one record.
 pub type Normalized<'a> = std::result::Result<Event<'a>, Rejected<'a>>;

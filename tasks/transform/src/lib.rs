@@ -148,6 +148,10 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
     // Pass 1: parse, normalise, partition.
     let spill_base = tc.spill_dir.clone().unwrap_or_else(std::env::temp_dir);
     let spill_dir = if spill {
+        std::fs::create_dir_all(&spill_base)
+            .map_err(|e| Error::io("create spill folder", &spill_base, e))?;
+        // The compressed spill is about the size of the raw zone: ask for that and a margin.
+        spill::check_free_space(&spill_base, raw_out.bytes + raw_out.bytes / 2 + (64 << 20))?;
         Some(SpillDir::create(&spill_base)?)
     } else {
         // Killed runs' folders go whether or not this run spills.

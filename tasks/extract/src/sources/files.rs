@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use bitacora_core::config::{SourceConfig, TransformConfig};
 use bitacora_core::lines::Line;
-use bitacora_core::model::{EnvelopeHead, OversizeLine, RejectedLine};
+use bitacora_core::model::{EnvelopeHead, Marker, OversizeLine, RejectedLine};
 use bitacora_core::source::{Emit, LogSource, SourceUnit, UnitStats};
 use bitacora_core::{Day, Error, Result};
 
