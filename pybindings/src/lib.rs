@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use bitacora_core::error::one_line;
 use bitacora_core::{Config, Day, Error, Result};
 use pyo3::prelude::*;
-use pyo3_arrow::PyTable;
+use pyo3_arrow::{PyArray, PyRecordBatch, PyTable};
 use serde::Serialize;
 
 /// Where the configuration comes from: a file, a document (JSON text of a dict), or the lookup
@@ -241,6 +241,28 @@ fn named_query<'py>(
     arrow_table(py, out)
 }
 
+/// The transform's normalisation of raw-zone lines (a string array, e.g. one Spark `mapInArrow`
+/// batch): `(events, quarantine)` as two `pyarrow.RecordBatch`es (events with their delivery
+/// provenance, `_source_timestamp` and `_source_event_id`, for the dedup).
+#[pyfunction]
+#[pyo3(signature = (lines, log_group, max_record_bytes))]
+fn normalize_lines<'py>(
+    py: Python<'py>,
+    lines: PyArray,
+    log_group: &str,
+    max_record_bytes: usize,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let (array, _) = lines.into_inner();
+    let log_group = log_group.to_owned();
+    let (events, quarantine) = detached(py, move || {
+        bitacora_transform::normalize_lines(&log_group, max_record_bytes, array.as_ref())
+    })?;
+    Ok((
+        PyRecordBatch::new(events).into_pyarrow(py)?,
+        PyRecordBatch::new(quarantine).into_pyarrow(py)?,
+    ))
+}
+
 /// The named queries: name, description and audience of each (JSON list).
 #[pyfunction]
 fn named_queries() -> PyResult<String> {
@@ -261,5 +283,6 @@ fn _bitacora(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(query, m)?)?;
     m.add_function(wrap_pyfunction!(named_query, m)?)?;
     m.add_function(wrap_pyfunction!(named_queries, m)?)?;
+    m.add_function(wrap_pyfunction!(normalize_lines, m)?)?;
     Ok(())
 }

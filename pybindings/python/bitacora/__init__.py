@@ -55,6 +55,7 @@ __all__ = [
     "extract",
     "generate",
     "named_queries",
+    "normalize_lines",
     "named_query",
     "query",
     "run",
@@ -147,3 +148,12 @@ def named_query(name: str, date: DateLike | None = None, config: ConfigLike = No
 def named_queries() -> list[dict[str, str]]:
     """The stakeholder queries: ``name``, ``description`` and ``audience`` of each."""
     return _json.loads(_bitacora.named_queries())
+
+
+def normalize_lines(
+    lines: pyarrow.Array, log_group: str = "/mobile/app", max_record_bytes: int = 262144
+) -> tuple[pyarrow.RecordBatch, pyarrow.RecordBatch]:
+    """The transform's normalisation of raw-zone NDJSON lines (a string array): ``(events,
+    quarantine)`` record batches, events with their delivery provenance (``_source_timestamp``,
+    ``_source_event_id``) for the dedup. The Spark transform runs it inside ``mapInArrow``."""
+    return _bitacora.normalize_lines(lines, log_group, max_record_bytes)

@@ -14,6 +14,7 @@
 mod batch;
 mod dedup;
 mod output;
+mod rows;
 #[cfg(feature = "aws")]
 mod spark;
 mod spill;
@@ -38,6 +39,8 @@ use serde::Serialize;
 
 use batch::{EventBuilder, QuarantineBuilder, work_schema};
 use spill::{Bucket, SpillDir};
+
+pub use rows::normalize_lines;
 
 pub const STEP: &str = "transform";
 
