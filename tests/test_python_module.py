@@ -180,6 +180,25 @@ def test_errors_map_to_the_exception_hierarchy(day, tmp_path):
     assert isinstance(err, bitacora.QueryError) and err.kind == "query" and str(err) == "boom"
 
 
+def test_normalize_lines_is_the_transforms_normaliser():
+    """`normalize_lines` (what the Spark job runs): the transform's events, with their delivery
+    provenance, and quarantine rows, from any Arrow string array."""
+    ok = json.dumps({"timestamp": 1793577600123, "message": json.dumps(
+        {"event_id": "e1", "ts": "2026-11-02T00:00:00Z", "event_type": "tap", "props": {"n": 12345678901234567890123}}),
+        "logStreamName": "s", "eventId": "9"})
+    lines = [ok, "not json", ok.replace('"9"', '"8"')]
+    for array in (pa.array(lines), pa.array(lines, pa.large_string())):
+        events, quarantine = bitacora.normalize_lines(array, "/g", 262144)
+        assert isinstance(events, pa.RecordBatch) and isinstance(quarantine, pa.RecordBatch)
+        assert (events.num_rows, quarantine.num_rows) == (2, 1)
+        e = events.to_pylist()[0]
+        assert e["event_id"] == "e1" and e["log_group"] == "/g" and e["_source_event_id"] == "9"
+        assert e["properties"] == '{"n":12345678901234567890123}'
+        assert quarantine.to_pylist()[0]["reason"] == "broken_envelope"
+    with pytest.raises(bitacora.ConfigError, match="array of strings"):
+        bitacora.normalize_lines(pa.array([1, 2]), "/g", 10)
+
+
 def test_works_in_a_child_forked_after_use(day):
     """Airflow forks task processes from a parent that already imported (and used) the module."""
     sql = "SELECT event_type, count(*) AS n FROM bitacora.events GROUP BY event_type ORDER BY event_type"

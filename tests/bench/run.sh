@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 target=${CARGO_TARGET_DIR:-$(pwd)/target}
 venv=${BITACORA_BENCH_VENV:-$HOME/.cache/bitacora/bench-venv}
-cargo build --release --workspace --bins --quiet
+cargo build --release --workspace --bins --quiet --features bitacora/aws  # the build tests/run.sh makes
 if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements-bench.txt
 sizes=("$@")

@@ -393,7 +393,7 @@ impl Config {
         for key in table.keys() {
             if !SECTIONS.contains(&key.as_str()) {
                 return Err(Error::config(
-                    key.clone(),
+                    key.escape_debug().to_string(),
                     format!("unknown section (expected one of {})", SECTIONS.join(", ")),
                 ));
             }
@@ -402,7 +402,13 @@ impl Config {
         serde_path_to_error::deserialize(value.clone()).map_err(|e| {
             let key = e.path().to_string();
             let message = explain_serde_error(&value, &key, &e.inner().to_string());
-            Error::config(if key == "." { "config".into() } else { key }, message)
+            // A quoted key may hold a newline: the message stays on one line.
+            let shown = if key == "." {
+                "config".into()
+            } else {
+                key.escape_debug().to_string()
+            };
+            Error::config(shown, message)
         })
     }
 
@@ -672,7 +678,7 @@ fn parse_table(text: &str) -> std::result::Result<toml::Table, String> {
     text.parse::<toml::Table>().map_err(|e| {
         // toml's message spans several lines with a snippet: keep it on one line.
         e.to_string()
-            .lines()
+            .split(['\n', '\r'])
             .map(str::trim)
             .filter(|l| {
                 !l.is_empty()

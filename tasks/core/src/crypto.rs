@@ -411,6 +411,9 @@ pub struct DecryptingReader<R: Read> {
     plain: Vec<u8>,
     pos: usize,
     done: bool,
+    /// Set by the first error: every later read fails the same way (no byte of a chunk that did
+    /// not authenticate is ever returned, whatever the caller does after an error).
+    broken: Option<(io::ErrorKind, String)>,
 }
 
 impl<R: Read> DecryptingReader<R> {
@@ -443,17 +446,17 @@ impl<R: Read> DecryptingReader<R> {
         let h: Header =
             serde_json::from_slice(&header).map_err(|e| bad(format!("corrupt header: {e}")))?;
         if h.alg != "AES-256-GCM" {
-            return Err(bad(format!("unsupported algorithm {}", h.alg)));
+            return Err(bad(format!("unsupported algorithm {:?}", h.alg)));
         }
         if h.object != object {
             return Err(bad(format!(
-                "was encrypted as {}: objects cannot be moved or swapped",
+                "was encrypted as {:?}: objects cannot be moved or swapped",
                 h.object
             )));
         }
         if h.provider != keys.provider() || h.key_id != keys.key_id() {
             return Err(bad(format!(
-                "encrypted with {} key {}, but the configured key is {} key {} (wrong key)",
+                "encrypted with {:?} key {:?}, but the configured key is {} key {} (wrong key)",
                 h.provider,
                 h.key_id,
                 keys.provider(),
@@ -478,6 +481,7 @@ impl<R: Read> DecryptingReader<R> {
             plain: Vec::new(),
             pos: 0,
             done: false,
+            broken: None,
         })
     }
 
@@ -536,11 +540,19 @@ impl<R: Read> DecryptingReader<R> {
 
 impl<R: Read> Read for DecryptingReader<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if let Some((kind, message)) = &self.broken {
+            return Err(io::Error::new(*kind, message.clone()));
+        }
         while self.pos == self.plain.len() {
             if self.done {
                 return Ok(0);
             }
-            self.next_chunk()?;
+            if let Err(e) = self.next_chunk() {
+                self.plain.clear();
+                self.pos = 0;
+                self.broken = Some((e.kind(), e.to_string()));
+                return Err(e);
+            }
         }
         let n = out.len().min(self.plain.len() - self.pos);
         out[..n].copy_from_slice(&self.plain[self.pos..self.pos + n]);
@@ -581,6 +593,33 @@ mod tests {
             assert_eq!(decrypt(&k, &ct).unwrap(), data);
         }
         assert_eq!(decrypt(&k, &encrypt(&k, b"", 16)).unwrap(), b"");
+    }
+
+    /// After an error, reads keep failing: never a byte of the chunk that did not authenticate,
+    /// never a panic (found by the raw_tamper fuzz target).
+    #[test]
+    fn reads_after_an_error_fail_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key(dir.path(), "k");
+        let data: Vec<u8> = b"0123456789".repeat(300);
+        let mut ct = encrypt(&k, &data, 100);
+        let at = ct.len() / 2;
+        ct[at] ^= 1;
+        let mut r = DecryptingReader::new(&ct[..], &k, "obj").unwrap();
+        let mut buf = [0u8; 64];
+        let mut out = Vec::new();
+        let first = loop {
+            match r.read(&mut buf) {
+                Ok(0) => panic!("a tampered object read to its end"),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) => break e,
+            }
+        };
+        assert!(data.starts_with(&out), "only authenticated bytes came out");
+        for _ in 0..3 {
+            let again = r.read(&mut buf).unwrap_err();
+            assert_eq!(again.to_string(), first.to_string());
+        }
     }
 
     #[cfg(unix)]

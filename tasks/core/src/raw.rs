@@ -250,7 +250,9 @@ impl RawWriter {
 
     /// Compresses the gathered lines as one zstd frame and hands it to the sink.
     fn compress_block(&mut self) -> Result<()> {
-        if self.block.is_empty() {
+        // An object without lines still gets one (empty) frame: zstd readers refuse an empty
+        // stream.
+        if self.block.is_empty() && self.lines > 0 {
             return Ok(());
         }
         match &mut self.compressor {
