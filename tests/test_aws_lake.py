@@ -181,3 +181,35 @@ def test_large_objects_go_up_in_parts(aws, tmp_path):
         assert "-" in s3.head_object(Bucket="lake", Key=k)["ETag"], k
     t = json.loads(run("bitacora-transform", "--config", str(config), "--date", DAY).stdout)
     assert t["read"] == report["selected"] == 60000
+
+
+def test_leases_on_an_s3_lake_refuse_a_second_run_and_expire(aws, embedded, tmp_path):
+    """On a cloud lake a run's lease is an object written with conditional requests: while one is
+    live a second run of the step and day is refused (exit 1, naming the holder) and changes
+    nothing; a lease left by a killed run is taken over once expired; a finished run releases its."""
+    s3 = aws["client"]("s3")
+    s3.create_bucket(Bucket="lake")
+    config = s3_config(tmp_path / "b.toml", embedded["logs"], "s3://lake/l", 'mode = "none"')
+    run("bitacora", "--config", str(config), "run", "--from", DAY, "--to", DAY)
+    lease_key = f"l/_leases/dt={DAY}/transform.json"
+    released = json.loads(s3.get_object(Bucket="lake", Key=lease_key)["Body"].read())
+    assert released["expires_at_ms"] == 0 and released["step"] == "transform"
+    published = json.loads(s3.get_object(Bucket="lake", Key=f"l/_manifests/transform/dt={DAY}.json")["Body"].read())
+
+    now_ms = int(__import__("time").time() * 1000)
+    holder = {"step": "transform", "date": DAY, "run_id": "elsewhere-1", "host": "worker-7", "pid": 4242,
+              "acquired_at": "2026-12-01T00:00:00.000Z", "expires_at_ms": now_ms + 600_000, "reads": {}}
+    s3.put_object(Bucket="lake", Key=lease_key, Body=json.dumps(holder))
+    busy = run("bitacora-transform", "--config", str(config), "--date", DAY, check=False)
+    assert busy.returncode == 1, busy.stderr
+    report = json.loads(busy.stdout)
+    assert report["error_kind"] == "busy"
+    assert "run elsewhere-1 (pid 4242 on worker-7" in report["error"] and "expires at" in report["error"]
+    after = json.loads(s3.get_object(Bucket="lake", Key=f"l/_manifests/transform/dt={DAY}.json")["Body"].read())
+    assert after["run_id"] == published["run_id"], "the refused run published nothing"
+
+    # The holder was killed: once its lease expires, the next run takes it over and publishes.
+    s3.put_object(Bucket="lake", Key=lease_key, Body=json.dumps({**holder, "expires_at_ms": now_ms - 1}))
+    taken = json.loads(run("bitacora-transform", "--config", str(config), "--date", DAY).stdout)
+    assert taken["status"] == "ok" and taken["run_id"] != published["run_id"]
+    assert json.loads(s3.get_object(Bucket="lake", Key=lease_key)["Body"].read())["expires_at_ms"] == 0
