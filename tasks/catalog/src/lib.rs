@@ -173,6 +173,8 @@ pub fn run(config: &Config, params: &CatalogParams) -> Result<CatalogReport> {
     for name in [EVENTS_TABLE, QUARANTINE_TABLE] {
         verify_files(&lake, &manifest, name)?;
     }
+    // Still ours (cloud leases expire): the files just verified are kept while it is.
+    lease.check()?;
     let catalog = open(config, &lake)?;
     let db = &config.catalog.database;
     let database_change = catalog.ensure_database(db)?;

@@ -185,9 +185,13 @@ impl Lease {
                 write_local(file, path, holder)
             }
             Inner::Cloud(c) => {
-                let mut st = c.state.lock().unwrap_or_else(PoisonError::into_inner);
-                st.holder.reads.insert(step.into(), run_id.into());
-                renew(&c.lake, &c.path, c.ttl, &mut st)
+                {
+                    let mut st = c.state.lock().unwrap_or_else(PoisonError::into_inner);
+                    st.holder.reads.insert(step.into(), run_id.into());
+                    renew(&c.lake, &c.path, c.ttl, &mut st)?;
+                }
+                // A lease lost now protects nothing this run would read.
+                self.check()
             }
         }
     }
@@ -295,16 +299,19 @@ fn acquire_local(path: PathBuf, holder: Holder) -> Result<Inner> {
 }
 
 fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -> Result<Cloud> {
-    holder.expires_at_ms = now_ms() + ttl.as_millis() as i64;
-    let body = serde_json::to_vec(&holder).map_err(|e| Error::external("encode lease", e))?;
-    let mut version = lake.put_if_version(&path, body.clone(), None)?;
+    // The body of an attempt, with an expiry counted from now (attempts may take a while).
+    let body = |holder: &mut Holder| {
+        holder.expires_at_ms = now_ms() + ttl.as_millis() as i64;
+        serde_json::to_vec(&*holder).map_err(|e| Error::external("encode lease", e))
+    };
+    let mut version = lake.put_if_version(&path, body(&mut holder)?, None)?;
     // Taken already: free only if released or expired; then take it over at its version.
     for _ in 0..3 {
         if version.is_some() {
             break;
         }
         let Some((bytes, current)) = lake.get_versioned(&path)? else {
-            version = lake.put_if_version(&path, body.clone(), None)?;
+            version = lake.put_if_version(&path, body(&mut holder)?, None)?;
             continue;
         };
         let other: Option<Holder> = serde_json::from_slice(&bytes).ok();
@@ -326,7 +333,7 @@ fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -
                 o.describe()
             );
         }
-        version = lake.put_if_version(&path, body.clone(), Some(current))?;
+        version = lake.put_if_version(&path, body(&mut holder)?, Some(current))?;
     }
     let Some(version) = version else {
         return Err(busy(&holder.step, holder.date, None, None));
@@ -367,6 +374,12 @@ fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -
 /// Rewrites a cloud lease with a new expiry, only if nobody changed it since we last wrote it.
 fn renew(lake: &Lake, path: &str, ttl: Duration, st: &mut CloudState) -> Result<()> {
     if st.lost.is_some() {
+        return Ok(());
+    }
+    // Expired, even if nobody took it over: a publication may already have treated it as free
+    // (and removed what it read), so it is never brought back to life.
+    if now_ms() >= st.holder.expires_at_ms {
+        st.lost = Some("it expired before it could be renewed".into());
         return Ok(());
     }
     let mut next = st.holder.clone();

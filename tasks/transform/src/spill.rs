@@ -82,11 +82,16 @@ impl SpillDir {
             .permissions(std::fs::Permissions::from_mode(0o700))
             .tempdir_in(base)
             .map_err(|e| Error::io("create spill folder", base, e))?;
-        let lock_path = dir.path().join(OWNER_LOCK);
-        let owner = private_file(&lock_path)?;
+        // Locked under another name first: a `.owner.lock` that exists is always held by its
+        // run while it lives (another transform's clean-up never sees it unlocked).
+        let taking = dir.path().join(".owner.lock.new");
+        let owner = private_file(&taking)?;
         owner
             .try_lock()
-            .map_err(|e| Error::io("lock spill folder", &lock_path, std::io::Error::other(e)))?;
+            .map_err(|e| Error::io("lock spill folder", &taking, std::io::Error::other(e)))?;
+        let lock_path = dir.path().join(OWNER_LOCK);
+        std::fs::rename(&taking, &lock_path)
+            .map_err(|e| Error::io("lock spill folder", &lock_path, e))?;
         Ok(SpillDir { dir, _owner: owner })
     }
 
