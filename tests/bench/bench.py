@@ -203,7 +203,7 @@ def scale(bin_dir: Path, base: Path, sizes: list[int]) -> None:
     """Bitácora's extract + transform alone on ever larger days (the peers need more memory than
     this machine has past ~20M events): wall time, time per million events, peak memory, the raw
     zone and the largest spill folder seen on disk. Each day's input stays under BITACORA_BENCH_DIR
-    for the next run; remove it when done (80M events: about 40 GB of input, raw zone and output)."""
+    for the next run; remove it when done (80M events: 29 GiB of input, ~55 GiB free disk at the peak)."""
     print(f"machine: {os.cpu_count()} cores")
     rows = []
     for n in sizes:

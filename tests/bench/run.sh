@@ -5,7 +5,7 @@
 #   bash tests/bench/run.sh 200000          # any sizes
 #   bash tests/bench/run.sh --scale 20000000 40000000 80000000
 #                                           # Bitácora alone, once per size: the cost curve of large
-#                                           # days (by hand, not in CI: 80M takes ~40 GB of disk)
+#                                           # days (by hand, not in CI: 80M needs ~55 GB of free disk)
 #
 # Needs ~8 GB of free disk for 10M events (BITACORA_BENCH_DIR, default /tmp/bitacora-bench).
 set -euo pipefail
