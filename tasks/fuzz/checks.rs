@@ -8,7 +8,6 @@
 
 #![allow(dead_code)]
 
-use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
@@ -21,8 +20,7 @@ use bitacora_core::model::{
 use bitacora_core::normalize::{Normalized, Normalizer};
 use bitacora_core::raw::RawCodec;
 use bitacora_core::{Config, fuzzing};
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 
 /// The targets, named as their folders in `corpus-regressions/`.
 pub const TARGETS: &[&str] = &["normalize", "raw_object", "raw_tamper", "config"];
@@ -266,38 +264,14 @@ fn check_json_text(text: &str) {
     }
     let trimmed = text.trim_start();
     if let Some(members) = fuzzing::json_object_members(trimmed) {
-        let want = serde_json::from_str::<Members<'_>>(trimmed).unwrap_or_else(|e| {
+        let want = fuzzing::json_object_members_serde(trimmed).unwrap_or_else(|e| {
             panic!("scanner read members of {trimmed:?}, serde_json refuses it: {e}")
         });
-        let want: Vec<(&str, &str)> = want.0.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
+        let want: Vec<(&str, &str)> = want.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
         assert_eq!(
             members, want,
             "scanner and serde_json read different members"
         );
-    }
-}
-
-/// The members of a JSON object, in order and with duplicates, with their values' JSON text.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
-
-impl<'de> serde::Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    out.push((key, value.get()));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
     }
 }
 
@@ -474,6 +448,16 @@ fn check_fused(r: &mut dyn Read, input: &dyn fmt::Debug) {
     }
 }
 
+/// An object that cannot be opened: a one-line error naming it.
+fn check_open_error(e: &dyn fmt::Display, input: &Short<'_>) {
+    let s = e.to_string();
+    one_line_text("open error", &s, input);
+    assert!(
+        s.contains(OBJECT),
+        "open error does not name the object: {s}"
+    );
+}
+
 /// Arbitrary bytes as a raw object, decoded like the transform decodes one: with and without
 /// the fixed key. Opening errors name the object; read errors, wrapped, name it once; a keyed
 /// decode succeeds only for an authentic object, and whatever it returns before failing is a
@@ -482,14 +466,7 @@ pub fn check_raw_object(data: &[u8]) {
     let input = Short(data);
     for (keyed, codec) in [(false, RawCodec::with_keys(None)), (true, keyed_codec())] {
         match codec.decoder(data, OBJECT) {
-            Err(e) => {
-                let s = e.to_string();
-                one_line_text("open error", &s, &input);
-                assert!(
-                    s.contains(OBJECT),
-                    "open error does not name the object: {s}"
-                );
-            }
+            Err(e) => check_open_error(&e, &input),
             Ok(mut r) => {
                 let (out, err) = drain(&mut r);
                 if let Some(e) = &err {
@@ -613,14 +590,7 @@ pub fn check_raw_tamper(data: &[u8]) {
     check_decrypting_reader(&object, Some(i), which & 0x80 != 0);
     let input = Short(&object);
     match keyed_codec().decoder(&object, OBJECT) {
-        Err(e) => {
-            let s = e.to_string();
-            one_line_text("open error", &s, &input);
-            assert!(
-                s.contains(OBJECT),
-                "open error does not name the object: {s}"
-            );
-        }
+        Err(e) => check_open_error(&e, &input),
         Ok(mut r) => {
             let (out, err) = drain(&mut r);
             let e = err.unwrap_or_else(|| {

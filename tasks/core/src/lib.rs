@@ -61,6 +61,16 @@ pub mod fuzzing {
         Some(out)
     }
 
+    /// The members (key, raw value) of a JSON object as `serde_json` reads them (the reference of
+    /// [`json_object_members`]); `Err` with serde_json's words when it is not one.
+    pub fn json_object_members_serde(
+        text: &str,
+    ) -> Result<Vec<(std::borrow::Cow<'_, str>, &str)>, String> {
+        serde_json::from_str::<crate::normalize::Members<'_>>(text)
+            .map(|m| m.0)
+            .map_err(|e| e.to_string())
+    }
+
     /// An envelope line as the scanner reads it: (timestamp, ingestionTime, message,
     /// logStreamName, eventId); `None`: the scanner leaves the line to `serde_json`.
     pub fn json_envelope(line: &str) -> Option<(i64, Option<i64>, String, &str, &str)> {

@@ -446,22 +446,36 @@ const FIELD_COUNT: usize = 15;
 
 impl<'de> serde::Deserialize<'de> for MessageFields<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MessageFields<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = MessageFields::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    out.add(key, value.get());
-                }
-                Ok(out)
-            }
+        d.deserialize_map(MembersVisitor(std::marker::PhantomData))
+    }
+}
+
+/// What reads a JSON object member by member: its key unescaped, its value as JSON text.
+trait AddMember<'a>: Default {
+    fn add(&mut self, key: Cow<'a, str>, value: &'a str);
+}
+
+impl<'a> AddMember<'a> for MessageFields<'a> {
+    fn add(&mut self, key: Cow<'a, str>, value: &'a str) {
+        MessageFields::add(self, key, value);
+    }
+}
+
+/// `serde_json`'s reading of an object into any [`AddMember`], every member in order.
+struct MembersVisitor<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: AddMember<'de>> Visitor<'de> for MembersVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut out = T::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let value: &'de RawValue = map.next_value()?;
+            out.add(key, value.get());
         }
-        d.deserialize_map(V)
+        Ok(out)
     }
 }
 
@@ -651,26 +665,18 @@ fn props_members<'a>(raw: &'a str, members: &mut Vec<(Cow<'a, str>, bool, &'a st
 }
 
 /// The members of a JSON object, in order and with duplicates, with their values' JSON text.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a str)>);
+#[derive(Default)]
+pub(crate) struct Members<'a>(pub(crate) Vec<(Cow<'a, str>, &'a str)>);
+
+impl<'a> AddMember<'a> for Members<'a> {
+    fn add(&mut self, key: Cow<'a, str>, value: &'a str) {
+        self.0.push((key, value));
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for Members<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Members<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = Vec::new();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let value: &'de RawValue = map.next_value()?;
-                    out.push((key, value.get()));
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V)
+        d.deserialize_map(MembersVisitor(std::marker::PhantomData))
     }
 }
 
