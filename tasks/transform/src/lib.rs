@@ -170,7 +170,12 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
             })
         })
         .collect();
-    let quarantine = Mutex::new(Bucket::memory());
+    // The quarantine spills too: a large day's rejected records (with their raw lines) would
+    // otherwise stay in memory through both passes, and memory would grow with the day.
+    let quarantine = Mutex::new(match &spill_dir {
+        Some(d) => Bucket::spill(d.path(), "quarantine.arrow", quarantine_schema()),
+        None => Bucket::memory(),
+    });
     // Rows per builder before it is flushed to its bucket: bounded in total across buckets.
     let flush_rows = (262_144 / buckets_n).clamp(2_048, 65_536);
     let bar = progress::bar(raw_out.files.len() as u64, "transform");
@@ -258,7 +263,6 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         event_files.push(f);
     }
     event_files.sort_by(|a, b| a.path.cmp(&b.path));
-    drop(spill_dir);
     tracing::debug!(
         "transform {day}: pass 2 (dedup, order, write) done at {:?}",
         started.elapsed()
@@ -269,6 +273,7 @@ pub fn run(config: &Config, params: &TransformParams) -> Result<TransformReport>
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .drain()?;
+    drop(spill_dir);
     let (q_files, reasons) = write_quarantine(&lake, &quarantine_dir, &q_batches, tc)?;
 
     let events = event_files.iter().map(|f| f.rows).sum::<u64>();
