@@ -10,8 +10,8 @@
 
 use std::path::PathBuf;
 
-use bitacora_core::error::one_line;
 use bitacora_core::{Config, Day, Error, Result};
+use bitacora_model::one_line;
 use pyo3::prelude::*;
 use pyo3_arrow::{PyArray, PyRecordBatch, PyTable};
 use serde::Serialize;

@@ -12,14 +12,15 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::{Arc, OnceLock};
 
+use bitacora_core::Config;
 use bitacora_core::crypto::{DecryptingReader, KeyProvider, LocalKey};
-use bitacora_core::error::one_line;
-use bitacora_core::model::{
+use bitacora_core::raw::RawCodec;
+use bitacora_model::fuzzing;
+use bitacora_model::model::{
     Envelope, EnvelopeHead, Marker, OversizeLine, Reason, Rejected, RejectedLine,
 };
-use bitacora_core::normalize::{Normalized, Normalizer};
-use bitacora_core::raw::RawCodec;
-use bitacora_core::{Config, fuzzing};
+use bitacora_model::normalize::{Normalized, Normalizer};
+use bitacora_model::one_line;
 use serde::de::IgnoredAny;
 
 /// The targets, named as their folders in `corpus-regressions/`.

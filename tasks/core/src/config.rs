@@ -30,6 +30,11 @@ const SECTIONS: &[&str] = &[
     "transform",
 ];
 
+/// Sections owned by component crates (`[stream]`: the stream service and the Lambda handlers).
+/// The file is shared, so every binary accepts them; each is parsed only by its owner, through
+/// [`Config::component`], into the owner's own [`Component`] type.
+const COMPONENT_SECTIONS: &[&str] = &["stream"];
+
 /// Keys whose values are local paths, resolved against the folder of the file that sets them.
 const PATH_KEYS: &[(&str, &str)] = &[
     ("source", "path"),
@@ -48,6 +53,34 @@ pub struct Config {
     pub query: QueryConfig,
     pub extract: ExtractConfig,
     pub transform: TransformConfig,
+    /// The component sections as written, for their owners to parse ([`Config::component`]).
+    #[serde(skip)]
+    pub components: ComponentSections,
+}
+
+/// The sections of [`COMPONENT_SECTIONS`] as written, with what their owner needs to read them
+/// the way the core sections are read: the file's folder (relative paths) and the environment
+/// (`BITACORA_<SECTION>_<KEY>` overrides).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ComponentSections {
+    tables: std::collections::BTreeMap<String, toml::Table>,
+    base: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+/// A configuration section owned by a component crate: its type, defaults and checks live with
+/// the component (Vector's `config.rs` per component), not in this file.
+pub trait Component: Serialize + serde::de::DeserializeOwned + Default {
+    /// The section's name (`stream` for `[stream]`).
+    const SECTION: &'static str;
+    /// Dotted keys inside the section that hold local paths, resolved like the core ones
+    /// (against the file's folder, or the working directory for environment values); `*`
+    /// stands for every element of an array (`routes.*.sink.path`).
+    const PATH_KEYS: &'static [&'static str] = &[];
+    /// Rejects well-typed but unusable settings, naming the dotted key (`stream.…`).
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -365,9 +398,21 @@ impl Config {
         base: &Path,
         env: &[(String, String)],
     ) -> Result<Config> {
+        let components = ComponentSections::take(&mut table, &absolute(base), env)?;
         resolve_paths(&mut table, &absolute(base));
         let origins = apply_env(&mut table, env)?;
-        Self::finish(table).map_err(|e| from_env(e, &origins))
+        let mut config = Self::finish(table).map_err(|e| from_env(e, &origins))?;
+        config.components = components;
+        Ok(config)
+    }
+
+    /// Parses the component section `T::SECTION` (absent: `T`'s defaults) with the rules of the
+    /// core sections: unknown keys and wrong types are errors naming the dotted key and saying
+    /// why, relative paths resolve against the file's folder, and `BITACORA_<SECTION>_<KEY>`
+    /// variables override keys of any depth (`BITACORA_STREAM_DEDUP_TTL_SECS` sets
+    /// `stream.dedup.ttl_secs`; arrays such as `stream.routes` are set in the file only).
+    pub fn component<T: Component>(&self) -> Result<T> {
+        self.components.parse::<T>()
     }
 
     /// Deserialises and validates a merged document, then resolves the remaining relative paths
@@ -382,19 +427,23 @@ impl Config {
 
     /// Parses a TOML document (no environment overrides, relative paths against the working directory).
     pub fn from_toml_str(text: &str) -> Result<Config> {
-        let table = parse_table(text).map_err(|message| Error::ConfigFile {
+        let mut table = parse_table(text).map_err(|message| Error::ConfigFile {
             path: PathBuf::from("<string>"),
             message,
         })?;
-        Self::finish(table)
+        let components = ComponentSections::take(&mut table, &absolute(Path::new(".")), &[])?;
+        let mut config = Self::finish(table)?;
+        config.components = components;
+        Ok(config)
     }
 
     fn from_table(table: toml::Table) -> Result<Config> {
         for key in table.keys() {
             if !SECTIONS.contains(&key.as_str()) {
+                let all: Vec<&str> = SECTIONS.iter().chain(COMPONENT_SECTIONS).copied().collect();
                 return Err(Error::config(
                     key.escape_debug().to_string(),
-                    format!("unknown section (expected one of {})", SECTIONS.join(", ")),
+                    format!("unknown section (expected one of {})", all.join(", ")),
                 ));
             }
         }
@@ -824,27 +873,8 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)]) -> Result<Vec<(S
             continue;
         }
         let dotted = format!("{section}.{key}");
-        let bad = |expected: &str| {
-            Error::config(
-                &dotted,
-                format!("expected {expected}, got {value:?} (from {name})"),
-            )
-        };
-        let v = value.trim();
-        let typed = match defaults.get(section).and_then(|s| s.get(key)) {
-            Some(toml::Value::Integer(_)) => {
-                toml::Value::Integer(v.parse().map_err(|_| bad("an integer"))?)
-            }
-            Some(toml::Value::Float(_)) => {
-                toml::Value::Float(v.parse().map_err(|_| bad("a number"))?)
-            }
-            Some(toml::Value::Boolean(_)) => match v.to_ascii_lowercase().as_str() {
-                "true" => toml::Value::Boolean(true),
-                "false" => toml::Value::Boolean(false),
-                _ => return Err(bad("true or false")),
-            },
-            _ => toml::Value::String(value.clone()),
-        };
+        let default = defaults.get(section).and_then(|s| s.get(key));
+        let typed = typed_env_value(default, name, value, &dotted)?;
         let sec = table
             .entry(section.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -870,6 +900,222 @@ fn from_env(e: Error, origins: &[(String, String)]) -> Error {
             }
         }
         e => e,
+    }
+}
+
+impl ComponentSections {
+    /// Takes the component sections out of a document (the core sections stay), with the
+    /// environment variables of their prefixes.
+    fn take(table: &mut toml::Table, base: &Path, env: &[(String, String)]) -> Result<Self> {
+        let mut tables = std::collections::BTreeMap::new();
+        for name in COMPONENT_SECTIONS {
+            match table.remove(*name) {
+                None => {}
+                Some(toml::Value::Table(t)) => {
+                    tables.insert(name.to_string(), t);
+                }
+                Some(other) => {
+                    return Err(Error::config(
+                        *name,
+                        format!("expected a table, got {other}"),
+                    ));
+                }
+            }
+        }
+        let env = env
+            .iter()
+            .filter(|(k, _)| {
+                COMPONENT_SECTIONS.iter().any(|s| {
+                    k.strip_prefix(ENV_PREFIX).is_some_and(|rest| {
+                        rest.to_ascii_lowercase()
+                            .strip_prefix(s)
+                            .is_some_and(|r| r.starts_with('_'))
+                    })
+                })
+            })
+            .cloned()
+            .collect();
+        Ok(ComponentSections {
+            tables,
+            base: base.to_path_buf(),
+            env,
+        })
+    }
+
+    fn parse<T: Component>(&self) -> Result<T> {
+        let section = T::SECTION;
+        let mut table = self.tables.get(section).cloned().unwrap_or_default();
+        resolve_component_paths(&mut table, T::PATH_KEYS, &self.base);
+        let defaults = toml::Table::try_from(T::default()).unwrap_or_default();
+        let mut origins = Vec::new();
+        let prefix = format!("{ENV_PREFIX}{}_", section.to_ascii_uppercase());
+        for (name, value) in &self.env {
+            let Some(rest) = name.strip_prefix(&prefix) else {
+                continue;
+            };
+            let path = env_key_path(&defaults, &rest.to_ascii_lowercase());
+            let dotted = format!("{section}.{}", path.join("."));
+            let default = path
+                .iter()
+                .try_fold(&toml::Value::Table(defaults.clone()), |v, k| v.get(k))
+                .cloned();
+            if let Some(toml::Value::Table(_)) = default {
+                return Err(Error::config(
+                    &dotted,
+                    format!("is a table: set one of its keys (from {name})"),
+                ));
+            }
+            let typed = typed_env_value(default.as_ref(), name, value, &dotted)?;
+            insert_path(&mut table, &path, typed, &dotted)?;
+            origins.push((dotted, name.clone()));
+        }
+        // Environment values are relative to the working directory.
+        resolve_component_paths(&mut table, T::PATH_KEYS, &absolute(Path::new(".")));
+        let value = toml::Value::Table(table);
+        let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+            let key = e.path().to_string();
+            let message = explain_serde_error(&value, &key, &e.inner().to_string());
+            let shown = if key == "." {
+                section.to_string()
+            } else {
+                format!("{section}.{}", key.escape_debug())
+            };
+            from_env(Error::config(shown, message), &origins)
+        })?;
+        parsed.validate().map_err(|e| from_env(e, &origins))?;
+        Ok(parsed)
+    }
+}
+
+/// The key path an environment variable's name (lowercased, after `BITACORA_<SECTION>_`) sets:
+/// at each level the longest run of `_`-separated words that names a key of the defaults (a
+/// table is descended into); what is left names a new key.
+fn env_key_path(defaults: &toml::Table, rest: &str) -> Vec<String> {
+    let words: Vec<&str> = rest.split('_').collect();
+    let mut path = Vec::new();
+    let mut table = Some(defaults);
+    let mut i = 0;
+    while i < words.len() {
+        let found = table.and_then(|t| {
+            (i + 1..=words.len())
+                .rev()
+                .map(|j| (j, words[i..j].join("_")))
+                .find(|(_, k)| t.contains_key(k))
+        });
+        match found {
+            Some((j, key)) if j < words.len() => {
+                table = match table.and_then(|t| t.get(&key)) {
+                    Some(toml::Value::Table(sub)) => Some(sub),
+                    _ => None,
+                };
+                path.push(key);
+                i = j;
+                if table.is_none() {
+                    // A leaf named before the end: the rest is part of an unknown key.
+                    let last = path.pop().unwrap_or_default();
+                    path.push(format!("{last}_{}", words[i..].join("_")));
+                    return path;
+                }
+            }
+            Some((_, key)) => {
+                path.push(key);
+                return path;
+            }
+            None => {
+                path.push(words[i..].join("_"));
+                return path;
+            }
+        }
+    }
+    path
+}
+
+/// An environment value converted to the type of its key's default (strings for keys without
+/// one).
+fn typed_env_value(
+    default: Option<&toml::Value>,
+    name: &str,
+    value: &str,
+    dotted: &str,
+) -> Result<toml::Value> {
+    let bad = |expected: &str| {
+        Error::config(
+            dotted,
+            format!("expected {expected}, got {value:?} (from {name})"),
+        )
+    };
+    let v = value.trim();
+    Ok(match default {
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(v.parse().map_err(|_| bad("an integer"))?)
+        }
+        Some(toml::Value::Float(_)) => toml::Value::Float(v.parse().map_err(|_| bad("a number"))?),
+        Some(toml::Value::Boolean(_)) => match v.to_ascii_lowercase().as_str() {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => return Err(bad("true or false")),
+        },
+        _ => toml::Value::String(value.to_string()),
+    })
+}
+
+fn insert_path(
+    table: &mut toml::Table,
+    path: &[String],
+    value: toml::Value,
+    dotted: &str,
+) -> Result<()> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err(Error::config(dotted, "names no key"));
+    };
+    let mut t = table;
+    for k in parents {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = match entry {
+            toml::Value::Table(sub) => sub,
+            _ => return Err(Error::config(dotted, format!("{k} is not a table"))),
+        };
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Resolves the relative local paths at `keys` (dotted, `*` for array elements) against `base`.
+fn resolve_component_paths(table: &mut toml::Table, keys: &[&str], base: &Path) {
+    fn walk(v: &mut toml::Value, parts: &[&str], base: &Path) {
+        let Some((first, rest)) = parts.split_first() else {
+            if let toml::Value::String(s) = v
+                && !s.contains("://")
+                && !s.trim().is_empty()
+                && Path::new(s.as_str()).is_relative()
+            {
+                *s = base.join(s.as_str()).to_string_lossy().into_owned();
+            }
+            return;
+        };
+        match (v, *first) {
+            (toml::Value::Array(items), "*") => {
+                for item in items {
+                    walk(item, rest, base);
+                }
+            }
+            (toml::Value::Table(t), key) => {
+                if let Some(child) = t.get_mut(key) {
+                    walk(child, rest, base);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut doc = toml::Value::Table(std::mem::take(table));
+    for key in keys {
+        let parts: Vec<&str> = key.split('.').collect();
+        walk(&mut doc, &parts, base);
+    }
+    if let toml::Value::Table(t) = doc {
+        *table = t;
     }
 }
 
@@ -1191,5 +1437,131 @@ mod tests {
             Config::load_with_env(Some(Path::new("/nonexistent/b.toml")), &env(&[])).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         assert!(e.to_string().contains("/nonexistent/b.toml"));
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Stream {
+        listen: String,
+        queue_records: u64,
+        token_file: Option<PathBuf>,
+        dedup: Dedup,
+        routes: Vec<Route>,
+    }
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields, default)]
+    struct Dedup {
+        ttl_secs: u64,
+        url: String,
+    }
+    #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Route {
+        name: String,
+        path: PathBuf,
+    }
+    impl Component for Stream {
+        const SECTION: &'static str = "stream";
+        const PATH_KEYS: &'static [&'static str] = &["token_file", "routes.*.path"];
+        fn validate(&self) -> Result<()> {
+            if self.queue_records > 1_000 {
+                return Err(Error::config(
+                    "stream.queue_records",
+                    "must be at most 1000",
+                ));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn component_sections_are_parsed_by_their_owner_with_the_same_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("b.toml");
+        std::fs::write(
+            &file,
+            "[lake]\nroot = \"lake\"\n[stream]\nlisten = \"127.0.0.1:1\"\ntoken_file = \"tok\"\n\
+             [stream.dedup]\nttl_secs = 5\n[[stream.routes]]\nname = \"a\"\npath = \"out/a\"\n",
+        )
+        .unwrap();
+        // Batch binaries accept the shared file and ignore the section.
+        let c = Config::load_with_env(Some(&file), &[]).unwrap();
+        let s: Stream = c.component().unwrap();
+        assert_eq!(s.listen, "127.0.0.1:1");
+        assert_eq!(s.dedup.ttl_secs, 5);
+        assert_eq!(s.token_file, Some(dir.path().join("tok")));
+        assert_eq!(s.routes[0].path, dir.path().join("out/a"));
+        // Environment overrides reach nested keys, typed by the defaults.
+        let c = Config::load_with_env(
+            Some(&file),
+            &env(&[
+                ("BITACORA_STREAM_DEDUP_TTL_SECS", "7"),
+                ("BITACORA_STREAM_DEDUP_URL", "redis://x"),
+                ("BITACORA_STREAM_QUEUE_RECORDS", "9"),
+                ("BITACORA_STREAM_TOKEN_FILE", "rel"),
+            ]),
+        )
+        .unwrap();
+        let s: Stream = c.component().unwrap();
+        assert_eq!(
+            (s.dedup.ttl_secs, s.dedup.url.as_str(), s.queue_records),
+            (7, "redis://x", 9)
+        );
+        assert_eq!(s.token_file, Some(absolute(Path::new("rel"))));
+        // Errors name the dotted key, say why, and the variable behind them.
+        let e = Config::load_with_env(
+            Some(&file),
+            &env(&[("BITACORA_STREAM_DEDUP_TTL_SECS", "x")]),
+        )
+        .unwrap()
+        .component::<Stream>()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("stream.dedup.ttl_secs: expected an integer, got \"x\" (from BITACORA_STREAM_DEDUP_TTL_SECS)"), "{e}");
+        let e = Config::load_with_env(
+            Some(&file),
+            &env(&[("BITACORA_STREAM_QUEUE_RECORDS", "5000")]),
+        )
+        .unwrap()
+        .component::<Stream>()
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "stream.queue_records: must be at most 1000 (from BITACORA_STREAM_QUEUE_RECORDS)"
+            ),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[stream.dedup]\nttl = 1\n")
+            .unwrap()
+            .component::<Stream>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stream.dedup.ttl: unknown key (expected one of ttl_secs, url)"),
+            "{e}"
+        );
+        let e = Config::from_toml_str("[[stream.routes]]\nname = 3\npath = \"p\"\n")
+            .unwrap()
+            .component::<Stream>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("stream.routes[0].name: expected a string, got 3"),
+            "{e}"
+        );
+        // Absent: the owner's defaults.
+        assert_eq!(
+            Config::from_toml_str("")
+                .unwrap()
+                .component::<Stream>()
+                .unwrap(),
+            Stream::default()
+        );
+        // Still no unknown sections.
+        let e = Config::from_toml_str("[streams]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown section") && e.contains("stream"), "{e}");
     }
 }

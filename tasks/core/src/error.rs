@@ -101,10 +101,7 @@ pub enum Error {
     },
 }
 
-/// Collapses a message onto one line (errors and quarantine details are one line each).
-pub fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
+pub use bitacora_model::one_line;
 
 impl Error {
     /// Exit code of the command-line contract: 2 for bad usage or configuration, 1 otherwise.

@@ -450,6 +450,76 @@ impl StreamCtx<'_> {
     }
 }
 
+/// What a live message is (the load generator counts them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveKind {
+    /// A new app event.
+    New,
+    /// A copy of a recent event, sent again (a producer's retry).
+    Redelivered,
+    /// A plain-text line (crash traces, library output).
+    Text,
+    /// An event with a wrongly typed core field (quarantined downstream).
+    Malformed,
+}
+
+/// Endless app messages as the apps' backends send them live (`bitacora generate --stream`): the
+/// same realistic events as the files of `generate`, timestamped by the caller, with a share
+/// `duplicates` of redelivered copies, 3% plain text and 0.5% malformed messages.
+pub struct LiveMessages {
+    rng: Rng,
+    users: u64,
+    duplicates: f64,
+    recent: VecDeque<String>,
+    n: u64,
+}
+
+impl LiveMessages {
+    pub fn new(seed: u64, duplicates: f64) -> Self {
+        LiveMessages {
+            rng: Rng::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5157),
+            users: 200_000,
+            duplicates: duplicates.clamp(0.0, 0.9),
+            recent: VecDeque::with_capacity(256),
+            n: 0,
+        }
+    }
+
+    /// The next message, timestamped `ts_ms` (ms since the epoch).
+    pub fn next_message(&mut self, ts_ms: i64) -> (String, LiveKind) {
+        self.n += 1;
+        let roll = self.rng.unit();
+        if roll < self.duplicates && !self.recent.is_empty() {
+            let pick = self.rng.below(self.recent.len() as u64) as usize;
+            return (self.recent[pick].clone(), LiveKind::Redelivered);
+        }
+        let rest = (roll - self.duplicates) / (1.0 - self.duplicates).max(1e-9);
+        let platform = if self.n.is_multiple_of(2) { "ios" } else { "android" };
+        let mut ctx = StreamCtx {
+            rng: &mut self.rng,
+            platform,
+            users: self.users,
+        };
+        if rest < 0.03 {
+            return (vocab::plain_text(ctx.rng, ts_ms), LiveKind::Text);
+        }
+        if rest < 0.035 {
+            return (ctx.malformed_message(ts_ms), LiveKind::Malformed);
+        }
+        let mut m = ctx.event(ts_ms);
+        // Live producers always send an id (the dedup key).
+        if m.event_id.is_none() {
+            m.event_id = Some(ctx.rng.uuid());
+        }
+        let text = serde_json::to_string(&m).unwrap_or_default();
+        if self.recent.len() == 256 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(text.clone());
+        (text, LiveKind::New)
+    }
+}
+
 fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())

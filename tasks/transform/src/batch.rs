@@ -6,9 +6,9 @@ use arrow::array::{
     ArrayRef, Int32Builder, Int64Builder, RecordBatch, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use bitacora_core::model::{Event, Rejected};
 use bitacora_core::schema::{events_schema, quarantine_schema};
 use bitacora_core::{Error, Result};
+use bitacora_model::model::{Event, Rejected};
 
 /// Bytes of string data after which a builder hands its rows over, whatever their number: Arrow
 /// string arrays hold at most 2 GiB, and a batch of large messages would reach that long before

@@ -136,7 +136,7 @@ pub fn dedup_and_order(batches: &[RecordBatch]) -> Result<Vec<RowRef>> {
 mod tests {
     use super::*;
     use crate::batch::EventBuilder;
-    use bitacora_core::model::Event;
+    use bitacora_model::model::Event;
     use std::borrow::Cow;
 
     fn ev(

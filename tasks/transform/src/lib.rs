@@ -2,7 +2,7 @@
 //!
 //! Two passes with bounded memory:
 //! 1. every raw object of the day's published extract is decrypted, decompressed and parsed in
-//!    parallel; each record is normalised (the shared [`bitacora_core::normalize`]) into an event, or a
+//!    parallel; each record is normalised (the shared [`bitacora_model::normalize`]) into an event, or a
 //!    quarantine row with its reason; events are hash-partitioned by dedup key into buckets, kept in
 //!    memory when there are no more buckets than workers and spilled to disk otherwise;
 //! 2. each bucket is deduplicated (earliest `(timestamp, eventId)` delivery kept), ordered by
@@ -28,12 +28,12 @@ use bitacora_core::config::{TransformEngine, worker_count};
 use bitacora_core::lake::{Lake, layout};
 use bitacora_core::lease::Lease;
 use bitacora_core::manifest::{FileEntry, Manifest, Previous, TableOutput};
-use bitacora_core::model::{Reason, Rejected};
-use bitacora_core::normalize::Normalizer;
 use bitacora_core::parallel::fold_parallel;
 use bitacora_core::raw::RawCodec;
 use bitacora_core::schema::{EVENTS_TABLE, QUARANTINE_TABLE, events_schema, quarantine_schema};
 use bitacora_core::{Config, Day, Error, Result, progress};
+use bitacora_model::model::{Reason, Rejected};
+use bitacora_model::normalize::Normalizer;
 use parquet::file::metadata::SortingColumn;
 use serde::Serialize;
 

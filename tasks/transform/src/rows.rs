@@ -3,8 +3,8 @@
 //! `mapInArrow`), so that the Rust and Spark transforms share one normaliser.
 
 use arrow::array::{Array, AsArray, RecordBatch};
-use bitacora_core::normalize::Normalizer;
 use bitacora_core::{Error, Result};
+use bitacora_model::normalize::Normalizer;
 
 use crate::batch::{EventBuilder, QuarantineBuilder};
 

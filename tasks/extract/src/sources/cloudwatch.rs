@@ -20,10 +20,10 @@ use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::config::retry::RetryConfig;
 use bitacora_core::aws::{sdk_config, sdk_error};
 use bitacora_core::config::SourceConfig;
-use bitacora_core::model::Envelope;
 use bitacora_core::runtime::block_on;
 use bitacora_core::source::{Emit, LogSource, SourceUnit, UnitStats};
 use bitacora_core::{Day, Error, Result};
+use bitacora_model::model::Envelope;
 
 pub struct CloudWatchSource {
     client: Client,

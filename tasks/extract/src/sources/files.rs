@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 
 use bitacora_core::config::{SourceConfig, TransformConfig};
 use bitacora_core::lines::Line;
-use bitacora_core::model::{EnvelopeHead, Marker, OversizeLine, RejectedLine};
 use bitacora_core::source::{Emit, LogSource, SourceUnit, UnitStats};
 use bitacora_core::{Day, Error, Result};
+use bitacora_model::model::{EnvelopeHead, Marker, OversizeLine, RejectedLine};
 
 /// Bytes of a file looked at a time.
 const READ_BLOCK: usize = 4 << 20;

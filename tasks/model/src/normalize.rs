@@ -10,9 +10,9 @@ use std::fmt;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::one_line;
 use crate::json;
 use crate::model::{Envelope, Event, Marker, OversizeLine, Reason, Rejected, RejectedLine};
+use crate::one_line;
 
 /// Outcome of normalising one record.
 pub type Normalized<'a> = std::result::Result<Event<'a>, Rejected<'a>>;

@@ -1,0 +1,78 @@
+//! The one conformance suite every [`DedupStore`] passes (called from each store's tests).
+//! `make(ttl, claim_ttl)` returns a fresh, empty store.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Claim, DedupStore};
+
+pub async fn run<F, Fut>(make: F)
+where
+    F: Fn(Duration, Duration) -> Fut,
+    Fut: Future<Output = Arc<dyn DedupStore>>,
+{
+    let long = Duration::from_secs(60);
+    use Claim::*;
+
+    // First copy wins, once delivered.
+    let d = make(long, long).await;
+    assert_eq!(d.claim("a", &["k1", "k2"]).await.unwrap(), vec![New, New]);
+    d.commit("a", &["k1", "k2"]).await.unwrap();
+    assert_eq!(
+        d.claim("b", &["k1", "k3", "k2"]).await.unwrap(),
+        vec![Duplicate, New, Duplicate]
+    );
+    assert_eq!(
+        d.claim("a", &["k1"]).await.unwrap(),
+        vec![Duplicate],
+        "{}",
+        d.kind()
+    );
+
+    // A claim held by another caller: in flight, not a duplicate; released, it is new again.
+    let d = make(long, long).await;
+    assert_eq!(d.claim("a", &["x"]).await.unwrap(), vec![New]);
+    assert_eq!(
+        d.claim("a", &["x"]).await.unwrap(),
+        vec![New],
+        "the owner's own claim"
+    );
+    assert_eq!(d.claim("b", &["x"]).await.unwrap(), vec![InFlight]);
+    d.release("a", &["x"]).await.unwrap();
+    assert_eq!(d.claim("b", &["x"]).await.unwrap(), vec![New]);
+    // Releasing someone else's claim does nothing.
+    d.release("a", &["x"]).await.unwrap();
+    assert_eq!(d.claim("c", &["x"]).await.unwrap(), vec![InFlight]);
+    // Nothing is seen that was never committed.
+    d.release("b", &["x"]).await.unwrap();
+    assert_eq!(d.claim("c", &["x"]).await.unwrap(), vec![New]);
+
+    // Many keys in one call keep their order.
+    let d = make(long, long).await;
+    let keys: Vec<String> = (0..2000).map(|i| format!("many-{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let even: Vec<&str> = refs.iter().copied().step_by(2).collect();
+    assert!(d.claim("a", &even).await.unwrap().iter().all(|c| *c == New));
+    d.commit("a", &even).await.unwrap();
+    let got = d.claim("b", &refs).await.unwrap();
+    assert_eq!(got.len(), refs.len());
+    for (i, c) in got.iter().enumerate() {
+        assert_eq!(*c, if i.is_multiple_of(2) { Duplicate } else { New }, "key {i}");
+    }
+
+    // A dead holder's claim expires; a seen key is forgotten after the TTL.
+    let short = Duration::from_millis(400);
+    let d = make(short, short).await;
+    assert_eq!(d.claim("a", &["c1", "s1"]).await.unwrap(), vec![New, New]);
+    d.commit("a", &["s1"]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(d.claim("b", &["c1", "s1"]).await.unwrap(), vec![New, New]);
+
+    // A commit after the claim expired still marks the delivered key seen.
+    let d = make(long, short).await;
+    assert_eq!(d.claim("a", &["late"]).await.unwrap(), vec![New]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    d.commit("a", &["late"]).await.unwrap();
+    assert_eq!(d.claim("b", &["late"]).await.unwrap(), vec![Duplicate]);
+}

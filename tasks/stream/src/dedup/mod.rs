@@ -1,0 +1,158 @@
+//! Dedup stores: the first copy of a key seen within `ttl_secs` wins.
+//!
+//! A two-phase mark keeps delivery at least once: [`DedupStore::claim`] takes a short claim on
+//! each new key (so that another instance holding a copy waits instead of delivering it too),
+//! the records are delivered, and only then [`DedupStore::commit`] marks the keys seen for the
+//! whole TTL. A batch that could not be delivered [`DedupStore::release`]s its claims, so its
+//! records stay new for the retry; a crashed holder's claims expire after `claim_secs`. A key is
+//! therefore never "seen" unless its record was delivered.
+
+mod memory;
+mod none;
+mod redis;
+
+#[doc(hidden)]
+pub mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use memory::MemoryDedup;
+pub use none::NoDedup;
+pub use redis::RedisDedup;
+
+use crate::Result;
+
+/// What a claim found for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Not seen: claimed for this caller, which delivers it and then commits or releases.
+    New,
+    /// Delivered before, within the TTL: a duplicate.
+    Duplicate,
+    /// Claimed by another caller that is delivering it now: ask again later (it becomes a
+    /// duplicate once committed, or new again if released or expired).
+    InFlight,
+}
+
+/// A dedup store (`[stream.dedup] kind`). Keys are the records' dedup keys; a caller's claims are
+/// told apart by its `owner` token.
+#[async_trait]
+pub trait DedupStore: Send + Sync {
+    /// The store's kind, for logs and metrics.
+    fn kind(&self) -> &'static str;
+    /// Claims every key not seen and not claimed; one answer per key, in order.
+    async fn claim(&self, owner: &str, keys: &[&str]) -> Result<Vec<Claim>>;
+    /// Marks the caller's claimed keys seen for the TTL (their records were delivered).
+    async fn commit(&self, owner: &str, keys: &[&str]) -> Result<()>;
+    /// Drops the caller's claims on keys whose records were not delivered.
+    async fn release(&self, owner: &str, keys: &[&str]) -> Result<()>;
+}
+
+/// `[stream.dedup]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    pub kind: DedupKind,
+    /// redis: the server (ElastiCache's primary endpoint in AWS; `rediss://` for TLS).
+    pub url: String,
+    /// How long a delivered key is remembered: copies arriving later pass as new.
+    pub ttl_secs: u64,
+    /// How long a claim lasts when its holder dies before committing it (longer than a batch's
+    /// delivery takes, shorter than producers wait to resend).
+    pub claim_secs: u64,
+    /// memory: the most keys remembered (least recently seen ones go first).
+    pub max_keys: u64,
+    /// redis: the prefix of every key.
+    pub key_prefix: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DedupKind {
+    Redis,
+    Memory,
+    None,
+}
+
+impl Default for DedupConfig {
+    fn default() -> Self {
+        DedupConfig {
+            kind: DedupKind::Memory,
+            url: "redis://127.0.0.1:6379/0".into(),
+            ttl_secs: 86_400,
+            claim_secs: 60,
+            max_keys: 2_000_000,
+            key_prefix: "bitacora:seen:".into(),
+        }
+    }
+}
+
+impl DedupConfig {
+    pub fn validate(&self) -> bitacora_core::Result<()> {
+        use bitacora_core::Error;
+        let ranges: [(&str, u64, u64, u64); 3] = [
+            ("stream.dedup.ttl_secs", self.ttl_secs, 1, 30 * 86_400),
+            ("stream.dedup.claim_secs", self.claim_secs, 1, 3_600),
+            ("stream.dedup.max_keys", self.max_keys, 1, 1_000_000_000),
+        ];
+        for (key, v, lo, hi) in ranges {
+            if v < lo || v > hi {
+                return Err(Error::config(
+                    key,
+                    format!("must be between {lo} and {hi}, got {v}"),
+                ));
+            }
+        }
+        if self.kind == DedupKind::Redis
+            && !self.url.starts_with("redis://")
+            && !self.url.starts_with("rediss://")
+        {
+            return Err(Error::config(
+                "stream.dedup.url",
+                format!(
+                    "expected redis://HOST:PORT/DB or rediss://…, got {:?}",
+                    self.url
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.ttl_secs)
+    }
+
+    pub fn claim_ttl(&self) -> Duration {
+        Duration::from_secs(self.claim_secs)
+    }
+
+    /// The configured store.
+    pub async fn build(&self) -> Result<Arc<dyn DedupStore>> {
+        Ok(match self.kind {
+            DedupKind::Memory => Arc::new(MemoryDedup::new(
+                self.max_keys as usize,
+                self.ttl(),
+                self.claim_ttl(),
+            )),
+            DedupKind::None => Arc::new(NoDedup),
+            DedupKind::Redis => Arc::new(
+                RedisDedup::connect(&self.url, &self.key_prefix, self.ttl(), self.claim_ttl())
+                    .await?,
+            ),
+        })
+    }
+}
+
+impl DedupConfig {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            DedupKind::Redis => "redis",
+            DedupKind::Memory => "memory",
+            DedupKind::None => "none",
+        }
+    }
+}

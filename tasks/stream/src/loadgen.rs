@@ -1,0 +1,204 @@
+//! The load generator: `bitacora generate --stream --rate R --duration S --to http://HOST:PORT`.
+//! Realistic app messages ([`bitacora_generate::LiveMessages`]) at a steady rate, in NDJSON
+//! batches, with a share of redelivered copies; a batch answered 429/503 (or lost) is sent
+//! again after a pause, as a producer should.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bitacora_generate::{LiveKind, LiveMessages};
+use serde::Serialize;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct LoadParams {
+    /// `http://HOST:PORT` (the service; `/v1/logs` is added).
+    pub to: String,
+    /// Records per second.
+    pub rate: u64,
+    pub duration: Duration,
+    /// Share of redelivered copies.
+    pub duplicates: f64,
+    pub seed: u64,
+    /// Records per request (default: a tenth of a second's worth, 1..=1000).
+    pub batch: Option<usize>,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct LoadReport {
+    pub tool: &'static str,
+    pub status: &'static str,
+    pub to: String,
+    pub sent: u64,
+    pub new: u64,
+    pub redelivered: u64,
+    pub text: u64,
+    pub malformed: u64,
+    pub requests: u64,
+    pub resent_requests: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub seconds: f64,
+    pub records_per_sec: f64,
+    pub request_p50_ms: f64,
+    pub request_p99_ms: f64,
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: AtomicU64,
+    resent: AtomicU64,
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    quarantined: AtomicU64,
+}
+
+pub async fn run(p: &LoadParams) -> Result<LoadReport> {
+    let base = p.to.trim_end_matches('/');
+    if !base.starts_with("http://") && !base.starts_with("https://") {
+        return Err(Error::config(
+            "--to",
+            format!(
+                "expected http://HOST:PORT, got {:?} (kinesis:// comes with the Kinesis source)",
+                p.to
+            ),
+        ));
+    }
+    if p.rate == 0 {
+        return Err(Error::config(
+            "--rate",
+            "must be at least 1 record per second",
+        ));
+    }
+    let url = format!("{base}/v1/logs");
+    let batch = p.batch.unwrap_or((p.rate / 10) as usize).clamp(1, 1000);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Unavailable(format!("http client: {e}")))?;
+    let totals = Arc::new(Totals::default());
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::<f64>::new()));
+    let sem = Arc::new(tokio::sync::Semaphore::new(p.concurrency.max(1)));
+    let mut messages = LiveMessages::new(p.seed, p.duplicates);
+    let mut report = LoadReport {
+        tool: "bitacora-generate",
+        status: "ok",
+        to: p.to.clone(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let total = (p.rate as f64 * p.duration.as_secs_f64()).round() as u64;
+    let mut tasks = tokio::task::JoinSet::new();
+    while report.sent < total {
+        // Pace: the k-th record is due at k / rate seconds.
+        let due = started + Duration::from_secs_f64(report.sent as f64 / p.rate as f64);
+        tokio::time::sleep_until(due.into()).await;
+        let n = batch.min((total - report.sent) as usize);
+        let mut body = String::with_capacity(n * 400);
+        let now = crate::record::now_ms();
+        for _ in 0..n {
+            let (m, kind) = messages.next_message(now);
+            match kind {
+                LiveKind::New => report.new += 1,
+                LiveKind::Redelivered => report.redelivered += 1,
+                LiveKind::Text => report.text += 1,
+                LiveKind::Malformed => report.malformed += 1,
+            }
+            body.push_str(&m);
+            body.push('\n');
+        }
+        report.sent += n as u64;
+        let permit = sem
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let (client, url, totals, latencies, token) = (
+            client.clone(),
+            url.clone(),
+            totals.clone(),
+            latencies.clone(),
+            p.token.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let t0 = Instant::now();
+            let mut tries = 0u32;
+            loop {
+                tries += 1;
+                totals.requests.fetch_add(1, Relaxed);
+                let mut req = client.post(&url).body(body.clone());
+                if let Some(t) = &token {
+                    req = req.bearer_auth(t);
+                }
+                let wait = match req.send().await {
+                    Ok(r) if r.status().is_success() => {
+                        if let Ok(v) = r.json::<serde_json::Value>().await {
+                            let get = |k: &str| v[k].as_u64().unwrap_or(0);
+                            totals.accepted.fetch_add(get("accepted"), Relaxed);
+                            totals.duplicates.fetch_add(get("duplicates"), Relaxed);
+                            totals.quarantined.fetch_add(get("quarantined"), Relaxed);
+                        }
+                        break;
+                    }
+                    Ok(r) if matches!(r.status().as_u16(), 429 | 503) => r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map_or(Duration::from_millis(200), |s| {
+                            Duration::from_millis(s * 1000 / 4 + 50)
+                        }),
+                    Ok(r) => {
+                        tracing::error!(
+                            "{url}: HTTP {}: batch dropped by the server's refusal",
+                            r.status()
+                        );
+                        break;
+                    }
+                    Err(_) => Duration::from_millis(200),
+                };
+                if tries >= 50 {
+                    tracing::error!("{url}: gave up on a batch after {tries} tries");
+                    break;
+                }
+                totals.resent.fetch_add(1, Relaxed);
+                tokio::time::sleep(wait).await;
+            }
+            latencies
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(t0.elapsed().as_secs_f64() * 1000.0);
+        });
+        while let Some(done) = tasks.try_join_next() {
+            let _ = done;
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    report.seconds = started.elapsed().as_secs_f64();
+    report.records_per_sec = report.sent as f64 / report.seconds.max(1e-9);
+    report.requests = totals.requests.load(Relaxed);
+    report.resent_requests = totals.resent.load(Relaxed);
+    report.accepted = totals.accepted.load(Relaxed);
+    report.duplicates = totals.duplicates.load(Relaxed);
+    report.quarantined = totals.quarantined.load(Relaxed);
+    let mut l = latencies
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    l.sort_by(f64::total_cmp);
+    let q = |f: f64| {
+        l.get(((l.len() as f64 * f) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    report.request_p50_ms = q(0.5);
+    report.request_p99_ms = q(0.99);
+    Ok(report)
+}

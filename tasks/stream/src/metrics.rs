@@ -1,0 +1,261 @@
+//! The service's counters and histograms, rendered in Prometheus' text format at `/metrics`.
+//! Plain atomics: the hot path adds to a few counters per batch, never takes a lock.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+/// Upper bounds (seconds) of the latency histograms.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, secs: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.counts[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_us.fetch_add((secs * 1e6) as u64, Relaxed);
+    }
+
+    /// The `q` quantile (0..1) estimated from the buckets (their upper bound), `None` if empty.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let total = self.count.load(Relaxed);
+        if total == 0 {
+            return None;
+        }
+        let want = (q * total as f64).ceil() as u64;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if self.counts[i].load(Relaxed) >= want {
+                return Some(*b);
+            }
+        }
+        Some(f64::INFINITY)
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.counts[i].load(Relaxed)
+            );
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_us.load(Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// Per route.
+#[derive(Default)]
+pub struct RouteMetrics {
+    pub name: String,
+    pub delivered: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub failed_sends: AtomicU64,
+    pub retried_records: AtomicU64,
+    pub buffered: AtomicU64,
+    pub latency: Histogram,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub records_in: AtomicU64,
+    pub batches_in: AtomicU64,
+    pub accepted: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub unrouted: AtomicU64,
+    pub rejected_batches_full: AtomicU64,
+    pub failed_batches: AtomicU64,
+    pub in_flight_records: AtomicU64,
+    pub dedup_errors: AtomicU64,
+    pub dedup_in_flight_waits: AtomicU64,
+    pub dedup_commit_failures: AtomicU64,
+    /// Receive → every route accepted (seconds).
+    pub batch_latency: Histogram,
+    routes: Mutex<Vec<Arc<RouteMetrics>>>,
+}
+
+impl Metrics {
+    pub fn route(&self, name: &str) -> Arc<RouteMetrics> {
+        let mut routes = self
+            .routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(r) = routes.iter().find(|r| r.name == name) {
+            return r.clone();
+        }
+        let r = Arc::new(RouteMetrics {
+            name: name.to_string(),
+            ..Default::default()
+        });
+        routes.push(r.clone());
+        r
+    }
+
+    pub fn routes(&self) -> Vec<Arc<RouteMetrics>> {
+        self.routes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, source: &str) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &AtomicU64); 11] = [
+            (
+                "bitacora_stream_records_in_total",
+                "Records received",
+                &self.records_in,
+            ),
+            (
+                "bitacora_stream_batches_in_total",
+                "Batches received",
+                &self.batches_in,
+            ),
+            (
+                "bitacora_stream_accepted_total",
+                "New records handed to the routes",
+                &self.accepted,
+            ),
+            (
+                "bitacora_stream_duplicates_total",
+                "Records dropped as duplicates (seen within the TTL)",
+                &self.duplicates,
+            ),
+            (
+                "bitacora_stream_quarantined_total",
+                "Records that cannot be trusted, sent to the quarantine",
+                &self.quarantined,
+            ),
+            (
+                "bitacora_stream_unrouted_total",
+                "New records no route matched",
+                &self.unrouted,
+            ),
+            (
+                "bitacora_stream_batches_refused_full_total",
+                "Batches refused because the queue was full (429)",
+                &self.rejected_batches_full,
+            ),
+            (
+                "bitacora_stream_batches_failed_total",
+                "Batches not acknowledged (the sender sends them again)",
+                &self.failed_batches,
+            ),
+            (
+                "bitacora_stream_dedup_errors_total",
+                "Dedup store errors (retried)",
+                &self.dedup_errors,
+            ),
+            (
+                "bitacora_stream_dedup_in_flight_waits_total",
+                "Waits for a copy another batch was delivering",
+                &self.dedup_in_flight_waits,
+            ),
+            (
+                "bitacora_stream_dedup_commit_failures_total",
+                "Delivered records whose seen mark could not be written",
+                &self.dedup_commit_failures,
+            ),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}.\n# TYPE {name} counter\n{name}{{source=\"{source}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_queue_records Records in flight (accepted, not yet acknowledged).\n# TYPE bitacora_stream_queue_records gauge\nbitacora_stream_queue_records {}",
+            self.in_flight_records.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_batch_latency_seconds Receive to every route accepted.\n# TYPE bitacora_stream_batch_latency_seconds histogram"
+        );
+        self.batch_latency.render(
+            &mut out,
+            "bitacora_stream_batch_latency_seconds",
+            &format!("source=\"{source}\""),
+        );
+        let routes = self.routes();
+        type Series = (&'static str, &'static str, fn(&RouteMetrics) -> &AtomicU64, &'static str);
+        let per_route: [Series; 5] = [
+            (
+                "bitacora_stream_route_delivered_total",
+                "Records a route's sink took",
+                |r| &r.delivered,
+                "counter",
+            ),
+            (
+                "bitacora_stream_route_dead_lettered_total",
+                "Records written to a route's dead letters",
+                |r| &r.dead_lettered,
+                "counter",
+            ),
+            (
+                "bitacora_stream_route_send_failures_total",
+                "Failed sends to a route's sink (retried)",
+                |r| &r.failed_sends,
+                "counter",
+            ),
+            (
+                "bitacora_stream_route_retried_records_total",
+                "Records sent again to a route's sink",
+                |r| &r.retried_records,
+                "counter",
+            ),
+            (
+                "bitacora_stream_route_buffered_records",
+                "Records waiting in a route's buffer",
+                |r| &r.buffered,
+                "gauge",
+            ),
+        ];
+        for (name, help, get, kind) in per_route {
+            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+            for r in &routes {
+                let _ = writeln!(
+                    out,
+                    "{name}{{route=\"{}\"}} {}",
+                    r.name,
+                    get(r).load(Relaxed)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_route_latency_seconds Enqueue to delivered, per route.\n# TYPE bitacora_stream_route_latency_seconds histogram"
+        );
+        for r in &routes {
+            r.latency.render(
+                &mut out,
+                "bitacora_stream_route_latency_seconds",
+                &format!("route=\"{}\"", r.name),
+            );
+        }
+        out
+    }
+}

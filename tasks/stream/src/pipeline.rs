@@ -1,0 +1,265 @@
+//! One batch through the service: normalise (the batch transform's code) → quarantine what
+//! cannot be trusted → claim the dedup keys → hand new records to every matching route → wait
+//! until each route took its records (delivered or dead-lettered) → commit the keys → answer.
+//!
+//! Delivery rule (DESIGN.md): a key is marked seen only after its record was delivered; a batch
+//! that fails releases its claims, so its records are new when it is sent again. A dedup store
+//! that fails is retried (the batch waits, and its source with it) for up to `claim_secs`; then
+//! the batch fails and its sender sends it again. Nothing passes the dedup unchecked.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use bitacora_model::normalize::Normalizer;
+use serde::Serialize;
+
+use crate::dedup::{Claim, DedupStore};
+use crate::metrics::Metrics;
+use crate::record::{Incoming, SinkRecord};
+use crate::routes::{Route, Ticket};
+use crate::{Error, Result};
+
+/// What a batch came to (the HTTP answer's body).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// New records, handed to every matching route (or matching none).
+    pub accepted: u64,
+    /// Copies of records delivered before (or earlier in the same batch).
+    pub duplicates: u64,
+    /// Records that cannot be trusted, delivered to the quarantine.
+    pub quarantined: u64,
+}
+
+pub struct Pipeline {
+    pub normalizer: Normalizer,
+    pub dedup: Arc<dyn DedupStore>,
+    pub routes: Vec<Route>,
+    pub quarantine: Route,
+    pub metrics: Arc<Metrics>,
+    /// This instance's token; a batch's claims are `<instance>-<n>`.
+    pub instance: String,
+    /// How long a batch waits for the dedup store (errors, or copies in flight elsewhere).
+    pub dedup_patience: Duration,
+    seq: AtomicU64,
+}
+
+/// A random token naming this service instance (16 hex characters).
+pub fn owner_token() -> String {
+    format!(
+        "{:016x}",
+        getrandom::u64().unwrap_or_else(|_| crate::record::now_ms() as u64)
+    )
+}
+
+impl Pipeline {
+    pub fn new(
+        normalizer: Normalizer,
+        dedup: Arc<dyn DedupStore>,
+        routes: Vec<Route>,
+        quarantine: Route,
+        metrics: Arc<Metrics>,
+        instance: String,
+        dedup_patience: Duration,
+    ) -> Self {
+        Pipeline {
+            normalizer,
+            dedup,
+            routes,
+            quarantine,
+            metrics,
+            instance,
+            dedup_patience,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes one batch; `Ok` once every matching route accepted its records. `Err`: nothing of
+    /// the batch counts as delivered (its claims are released): send it again.
+    pub async fn process(&self, records: &[Incoming]) -> Result<Outcome> {
+        let started = Instant::now();
+        let m = &self.metrics;
+        m.batches_in.fetch_add(1, Relaxed);
+        m.records_in.fetch_add(records.len() as u64, Relaxed);
+        let owner = format!("{}-{}", self.instance, self.seq.fetch_add(1, Relaxed));
+        let envelopes: Vec<_> = records.iter().map(Incoming::envelope).collect();
+        let mut events = Vec::with_capacity(records.len());
+        let mut rejected = Vec::new();
+        for (r, e) in records.iter().zip(&envelopes) {
+            match self.normalizer.normalize_envelope(e, &r.raw) {
+                Ok(ev) => events.push(ev),
+                Err(rej) => rejected.push((rej, r.ingestion_ms)),
+            }
+        }
+        // The first copy in the batch wins; the others are duplicates.
+        let mut seen = HashSet::with_capacity(events.len());
+        let mut outcome = Outcome {
+            quarantined: rejected.len() as u64,
+            ..Outcome::default()
+        };
+        events.retain(|e| {
+            let first = seen.insert(e.event_id.clone());
+            if !first {
+                outcome.duplicates += 1;
+            }
+            first
+        });
+        let keys: Vec<&str> = events.iter().map(|e| &*e.event_id).collect();
+        let claims = self.claim(&owner, &keys).await?;
+        let mut fresh = Vec::with_capacity(events.len());
+        for (e, c) in events.iter().zip(claims) {
+            match c {
+                Claim::New => fresh.push(e),
+                _ => outcome.duplicates += 1,
+            }
+        }
+        let fresh_keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
+        let handed = self.hand_over(&fresh, &rejected, &mut outcome).await;
+        let delivered = match handed {
+            Ok(ticket) => ticket.wait().await,
+            Err(e) => {
+                tracing::warn!("batch {owner}: {e}");
+                false
+            }
+        };
+        if !delivered {
+            m.failed_batches.fetch_add(1, Relaxed);
+            if let Err(e) = self.dedup.release(&owner, &fresh_keys).await {
+                // The claims expire after claim_secs: the records are new again then.
+                tracing::warn!("batch {owner}: releasing its dedup claims: {e}");
+            }
+            return Err(Error::Unavailable(
+                "the batch was not delivered to every route: send it again".into(),
+            ));
+        }
+        self.commit(&owner, &fresh_keys).await;
+        m.accepted.fetch_add(outcome.accepted, Relaxed);
+        m.duplicates.fetch_add(outcome.duplicates, Relaxed);
+        m.quarantined.fetch_add(outcome.quarantined, Relaxed);
+        m.batch_latency.observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// Claims the keys, retrying store errors and waiting for copies in flight elsewhere.
+    async fn claim(&self, owner: &str, keys: &[&str]) -> Result<Vec<Claim>> {
+        let deadline = Instant::now() + self.dedup_patience;
+        let mut claims = vec![Claim::InFlight; keys.len()];
+        let mut todo: Vec<usize> = (0..keys.len()).collect();
+        let mut attempt = 0u32;
+        while !todo.is_empty() {
+            let ask: Vec<&str> = todo.iter().map(|&i| keys[i]).collect();
+            match self.dedup.claim(owner, &ask).await {
+                Ok(got) => {
+                    let mut again = Vec::new();
+                    for (&i, c) in todo.iter().zip(got) {
+                        claims[i] = c;
+                        if c == Claim::InFlight {
+                            again.push(i);
+                        }
+                    }
+                    if !again.is_empty() {
+                        self.metrics.dedup_in_flight_waits.fetch_add(1, Relaxed);
+                    }
+                    todo = again;
+                }
+                Err(e) => {
+                    self.metrics.dedup_errors.fetch_add(1, Relaxed);
+                    tracing::warn!("dedup {}: {e}; retrying", self.dedup.kind());
+                }
+            }
+            if todo.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                // Release what was claimed: the batch is sent again.
+                let mine: Vec<&str> = claims
+                    .iter()
+                    .zip(keys)
+                    .filter(|(c, _)| **c == Claim::New)
+                    .map(|(_, k)| *k)
+                    .collect();
+                let _ = self.dedup.release(owner, &mine).await;
+                return Err(Error::Unavailable(format!(
+                    "dedup store {} unavailable, or {} records still being delivered by another batch, after {:?}",
+                    self.dedup.kind(),
+                    todo.len(),
+                    self.dedup_patience
+                )));
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(5)).min(1000))).await;
+        }
+        Ok(claims)
+    }
+
+    /// Marks delivered keys seen, retrying store errors for a while: the records are delivered
+    /// either way, a mark that cannot be written only lets a later copy through (counted).
+    async fn commit(&self, owner: &str, keys: &[&str]) {
+        let deadline = Instant::now() + self.dedup_patience;
+        let mut attempt = 0u32;
+        loop {
+            match self.dedup.commit(owner, keys).await {
+                Ok(()) => return,
+                Err(e) if Instant::now() < deadline => {
+                    self.metrics.dedup_errors.fetch_add(1, Relaxed);
+                    tracing::warn!("dedup {}: commit: {e}; retrying", self.dedup.kind());
+                }
+                Err(e) => {
+                    self.metrics
+                        .dedup_commit_failures
+                        .fetch_add(keys.len() as u64, Relaxed);
+                    tracing::error!(
+                        "dedup {}: {} delivered records could not be marked seen ({e}): later copies of them will pass",
+                        self.dedup.kind(),
+                        keys.len()
+                    );
+                    return;
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(5)).min(1000))).await;
+        }
+    }
+
+    /// Hands the new records to their routes and the rejected ones to the quarantine.
+    async fn hand_over(
+        &self,
+        fresh: &[&bitacora_model::model::Event<'_>],
+        rejected: &[(bitacora_model::model::Rejected<'_>, i64)],
+        outcome: &mut Outcome,
+    ) -> Result<Ticket> {
+        let ticket = Ticket::new();
+        for e in fresh {
+            outcome.accepted += 1;
+            let mut routed = false;
+            for r in &self.routes {
+                if r.wants(e) {
+                    routed = true;
+                    r.enqueue(r.render(e)?, ticket.done()).await?;
+                }
+            }
+            if !routed {
+                self.metrics.unrouted.fetch_add(1, Relaxed);
+            }
+        }
+        for (rej, received_ms) in rejected {
+            let mut json = Vec::with_capacity(rej.raw.len() + 256);
+            bitacora_model::routed::write_rejected(
+                rej,
+                self.normalizer.log_group(),
+                received_ms * 1000,
+                &mut json,
+            )
+            .map_err(|e| Error::Unavailable(format!("quarantine record: {e}")))?;
+            let id = rej
+                .source_event_id
+                .as_deref()
+                .map_or_else(|| crate::record::line_hash(&rej.raw), str::to_string);
+            self.quarantine
+                .enqueue(SinkRecord::new(id, json), ticket.done())
+                .await?;
+        }
+        Ok(ticket)
+    }
+}

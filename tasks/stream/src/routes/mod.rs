@@ -1,0 +1,534 @@
+//! Routes: `[[stream.routes]]`. Each has a `match` on event fields, an optional PII policy, a
+//! sink, and its own bounded buffer, batching (`max_records`, `max_bytes`, `linger_ms`, within
+//! the sink's limits), retries with exponential backoff and jitter, and a dead-letter sink after
+//! `retry.max_attempts`. A slow or failing route fills only its own buffer; once that is full,
+//! the batches that feed it wait (back-pressure reaches the source, memory does not grow).
+//!
+//! Every record handed to a route carries a [`Done`] of its batch's [`Ticket`]: the batch is
+//! acknowledged once every one of them was delivered or dead-lettered.
+
+pub mod matcher;
+pub mod pii;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bitacora_model::model::Event;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, mpsc};
+
+use crate::metrics::RouteMetrics;
+use crate::record::SinkRecord;
+use crate::sinks::{Sink, SinkConfig};
+use crate::{Error, Result};
+use matcher::MatchConfig;
+use pii::{Pii, PiiConfig};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Event fields and the values they may take; absent: every event.
+    #[serde(rename = "match", default)]
+    pub matches: MatchConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pii: Option<PiiConfig>,
+    pub sink: SinkConfig,
+    /// Where records go after `retry.max_attempts` (default: files under
+    /// `data_dir/dead-letter/<route>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<SinkConfig>,
+    /// Records the route holds before the batches feeding it wait.
+    #[serde(default = "default_buffer")]
+    pub buffer_records: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_buffer() -> usize {
+    20_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    pub max_records: usize,
+    pub max_bytes: usize,
+    /// How long a batch waits for more records before it is sent.
+    pub linger_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_records: 1000,
+            max_bytes: 4 << 20,
+            linger_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Sends of a record before it goes to the dead letters.
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 8,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10_000,
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The wait before attempt `n + 1` (n ≥ 1): exponential, capped, with jitter in [½, 1].
+    pub fn backoff(&self, n: u32) -> Duration {
+        let exp = self
+            .initial_backoff_ms
+            .saturating_mul(1u64 << (n.saturating_sub(1)).min(20))
+            .min(self.max_backoff_ms)
+            .max(1);
+        let jitter = getrandom::u64().unwrap_or(0) % (exp / 2 + 1);
+        Duration::from_millis(exp - jitter)
+    }
+}
+
+impl RouteConfig {
+    pub fn validate(&self, i: usize) -> bitacora_core::Result<()> {
+        use bitacora_core::Error;
+        let key = format!("stream.routes[{i}]");
+        let ok_name = !self.name.is_empty()
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok_name {
+            return Err(Error::config(
+                format!("{key}.name"),
+                format!("{:?}: a route name is letters, digits, - and _", self.name),
+            ));
+        }
+        matcher::validate(&self.matches, &format!("{key}.match"))?;
+        if let Some(p) = &self.pii {
+            p.validate(&format!("{key}.pii"))?;
+        }
+        self.sink.validate(&format!("{key}.sink"))?;
+        if let Some(d) = &self.dead_letter {
+            d.validate(&format!("{key}.dead_letter"))?;
+        }
+        let b = &self.batch;
+        if self.buffer_records == 0
+            || b.max_records == 0
+            || b.max_bytes < 1024
+            || b.linger_ms > 60_000
+        {
+            return Err(Error::config(
+                format!("{key}.batch"),
+                "buffer_records ≥ 1, batch.max_records ≥ 1, batch.max_bytes ≥ 1024, batch.linger_ms ≤ 60000",
+            ));
+        }
+        let r = &self.retry;
+        if r.max_attempts == 0
+            || r.initial_backoff_ms == 0
+            || r.max_backoff_ms < r.initial_backoff_ms
+        {
+            return Err(Error::config(
+                format!("{key}.retry"),
+                "max_attempts ≥ 1 and 1 ≤ initial_backoff_ms ≤ max_backoff_ms",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The acknowledgement of one batch across every route it was handed to.
+#[derive(Clone)]
+pub struct Ticket(Arc<TicketInner>);
+
+struct TicketInner {
+    remaining: AtomicUsize,
+    failed: AtomicBool,
+    notify: Notify,
+}
+
+impl Default for Ticket {
+    fn default() -> Self {
+        Ticket::new()
+    }
+}
+
+impl Ticket {
+    pub fn new() -> Self {
+        Ticket(Arc::new(TicketInner {
+            remaining: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+            notify: Notify::new(),
+        }))
+    }
+
+    /// One more record to wait for.
+    pub fn done(&self) -> Done {
+        self.0.remaining.fetch_add(1, Ordering::AcqRel);
+        Done {
+            ticket: self.0.clone(),
+            ok: false,
+        }
+    }
+
+    /// Waits until every [`Done`] was completed or dropped; `true` if all were completed.
+    pub async fn wait(&self) -> bool {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.0.remaining.load(Ordering::Acquire) == 0 {
+                return !self.0.failed.load(Ordering::Acquire);
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One record's part of a [`Ticket`]: [`Done::complete`] when delivered (or dead-lettered);
+/// dropped without it (a route stopped), the batch fails and is not acknowledged.
+pub struct Done {
+    ticket: Arc<TicketInner>,
+    ok: bool,
+}
+
+impl Done {
+    pub fn complete(mut self) {
+        self.ok = true;
+    }
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.ticket.failed.store(true, Ordering::Release);
+        }
+        if self.ticket.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.ticket.notify.notify_waiters();
+            self.ticket.notify.notify_one();
+        }
+    }
+}
+
+pub struct RouteItem {
+    pub record: SinkRecord,
+    pub done: Done,
+    pub enqueued: Instant,
+}
+
+/// A running route: its matcher and policy, and the sender into its buffer.
+pub struct Route {
+    pub name: String,
+    matches: MatchConfig,
+    pii: Option<Pii>,
+    tx: mpsc::Sender<RouteItem>,
+    metrics: Arc<RouteMetrics>,
+}
+
+impl Route {
+    pub fn wants(&self, e: &Event<'_>) -> bool {
+        matcher::matches(&self.matches, e)
+    }
+
+    /// The routed record of `e` as this route sends it (its PII policy applied).
+    pub fn render(&self, e: &Event<'_>) -> Result<SinkRecord> {
+        let mut json = Vec::with_capacity(512);
+        let write = |e: &Event<'_>, json: &mut Vec<u8>| {
+            bitacora_model::routed::write_event(e, json).map_err(|err| {
+                Error::Unavailable(format!(
+                    "event {}: cannot write its routed record: {err}",
+                    e.event_id
+                ))
+            })
+        };
+        match &self.pii {
+            Some(p) => write(&p.apply(e), &mut json)?,
+            None => write(e, &mut json)?,
+        }
+        Ok(SinkRecord::new(&*e.event_id, json))
+    }
+
+    /// Hands a record to the route, waiting while its buffer is full.
+    pub async fn enqueue(&self, record: SinkRecord, done: Done) -> Result<()> {
+        self.metrics.buffered.fetch_add(1, Ordering::Relaxed);
+        let item = RouteItem {
+            record,
+            done,
+            enqueued: Instant::now(),
+        };
+        self.tx.send(item).await.map_err(|_| {
+            self.metrics.buffered.fetch_sub(1, Ordering::Relaxed);
+            Error::Unavailable(format!("route {} stopped", self.name))
+        })
+    }
+}
+
+/// What a route worker needs.
+pub struct RouteParts {
+    pub name: String,
+    pub matches: MatchConfig,
+    pub pii: Option<Pii>,
+    pub sink: Arc<dyn Sink>,
+    pub dead_letter: Arc<dyn Sink>,
+    pub buffer_records: usize,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    pub metrics: Arc<RouteMetrics>,
+}
+
+impl RouteParts {
+    /// Builds a configured route's sinks and policy.
+    pub async fn from_config(
+        c: &RouteConfig,
+        data_dir: &Path,
+        instance: &str,
+        metrics: Arc<RouteMetrics>,
+    ) -> Result<Self> {
+        let sink = c.sink.build(instance).await?;
+        let dead = match &c.dead_letter {
+            Some(d) => d.clone(),
+            None => SinkConfig::file(data_dir.join("dead-letter").join(&c.name)),
+        };
+        Ok(RouteParts {
+            name: c.name.clone(),
+            matches: c.matches.clone(),
+            pii: c.pii.as_ref().map(|p| Pii::new(p, data_dir)).transpose()?,
+            sink,
+            dead_letter: dead.build(instance).await?,
+            buffer_records: c.buffer_records,
+            batch: c.batch.clone(),
+            retry: c.retry.clone(),
+            metrics,
+        })
+    }
+
+    /// Starts the route's worker; it stops once every [`Route`] handle is dropped and its
+    /// buffer is delivered, then flushes its sinks.
+    pub fn spawn(self) -> (Route, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(self.buffer_records.max(1));
+        let route = Route {
+            name: self.name.clone(),
+            matches: self.matches.clone(),
+            pii: self.pii.clone(),
+            tx,
+            metrics: self.metrics.clone(),
+        };
+        let handle = tokio::spawn(worker(self, rx));
+        (route, handle)
+    }
+}
+
+async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
+    let limits = p.sink.limits();
+    let max_records = p.batch.max_records.min(limits.max_records).max(1);
+    let max_bytes = p.batch.max_bytes.min(limits.max_bytes).max(1);
+    let linger = Duration::from_millis(p.batch.linger_ms);
+    let mut held: Option<RouteItem> = None;
+    let mut closed = false;
+    while !closed || held.is_some() {
+        let first = match held.take() {
+            Some(i) => i,
+            None => match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(i)) => i,
+                Ok(None) => break,
+                Err(_) => {
+                    if let Err(e) = p.sink.tick().await {
+                        tracing::warn!("route {}: {e}", p.name);
+                    }
+                    continue;
+                }
+            },
+        };
+        let mut bytes = first.record.len();
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max_records && !closed {
+            let next = tokio::select! {
+                i = rx.recv() => i,
+                _ = tokio::time::sleep_until(deadline) => break,
+            };
+            match next {
+                Some(i) if bytes + i.record.len() > max_bytes => {
+                    held = Some(i);
+                    break;
+                }
+                Some(i) => {
+                    bytes += i.record.len();
+                    batch.push(i);
+                }
+                None => closed = true,
+            }
+        }
+        p.metrics
+            .buffered
+            .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+        deliver(&p, batch).await;
+    }
+    for (what, s) in [("sink", &p.sink), ("dead letters", &p.dead_letter)] {
+        if let Err(e) = s.flush().await {
+            tracing::error!("route {}: flushing its {what}: {e}", p.name);
+        }
+    }
+}
+
+/// Sends a batch until the sink took each record, resending only what it did not take; after
+/// `max_attempts` (or a refusal) records go to the dead letters.
+async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
+    let mut pending = batch;
+    let mut dead: Vec<(RouteItem, String, u32)> = Vec::new();
+    let mut attempt = 0u32;
+    while !pending.is_empty() {
+        attempt += 1;
+        let records: Vec<SinkRecord> = pending.iter().map(|i| i.record.clone()).collect();
+        let mut retry_idx: Vec<usize> = Vec::new();
+        let mut last_error = String::new();
+        match p.sink.send(&records).await {
+            Ok(sent) => {
+                let mut state = vec![0u8; pending.len()]; // 0 delivered, 1 retry, 2 rejected
+                for i in &sent.retry {
+                    if let Some(s) = state.get_mut(*i) {
+                        *s = 1;
+                    }
+                }
+                let mut reasons = std::collections::HashMap::new();
+                for (i, why) in sent.rejected {
+                    if let Some(s) = state.get_mut(i) {
+                        *s = 2;
+                        reasons.insert(i, why);
+                    }
+                }
+                let mut keep = Vec::new();
+                for (i, item) in std::mem::take(&mut pending).into_iter().enumerate() {
+                    match state[i] {
+                        0 => {
+                            p.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                            p.metrics
+                                .latency
+                                .observe(item.enqueued.elapsed().as_secs_f64());
+                            item.done.complete();
+                        }
+                        1 => keep.push(item),
+                        _ => dead.push((item, reasons.remove(&i).unwrap_or_default(), attempt)),
+                    }
+                }
+                retry_idx.extend(0..keep.len());
+                pending = keep;
+                if !pending.is_empty() {
+                    last_error = format!(
+                        "{} records not taken (throttled or failed items)",
+                        pending.len()
+                    );
+                }
+            }
+            Err(Error::Sink {
+                message,
+                retryable: true,
+                ..
+            }) => {
+                p.metrics.failed_sends.fetch_add(1, Ordering::Relaxed);
+                last_error = message;
+                retry_idx.extend(0..pending.len());
+            }
+            Err(e) => {
+                p.metrics.failed_sends.fetch_add(1, Ordering::Relaxed);
+                let why = e.to_string();
+                dead.extend(pending.drain(..).map(|i| (i, why.clone(), attempt)));
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if attempt >= p.retry.max_attempts {
+            tracing::warn!(
+                "route {}: {} records to the dead letters after {attempt} attempts: {last_error}",
+                p.name,
+                pending.len()
+            );
+            dead.extend(pending.drain(..).map(|i| (i, last_error.clone(), attempt)));
+            break;
+        }
+        tracing::debug!(
+            "route {}: attempt {attempt}: {last_error}; retrying {}",
+            p.name,
+            retry_idx.len()
+        );
+        p.metrics
+            .retried_records
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        tokio::time::sleep(p.retry.backoff(attempt)).await;
+    }
+    if !dead.is_empty() {
+        dead_letter(p, dead).await;
+    }
+}
+
+/// Writes records to the route's dead letters, each wrapped with its route, reason and attempts;
+/// retried until the dead-letter sink takes them (they are not acknowledged before).
+async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
+    let now = bitacora_model::routed::rfc3339_micros(crate::record::now_ms() * 1000);
+    let records: Vec<SinkRecord> = items
+        .iter()
+        .map(|(item, why, attempts)| {
+            let head = serde_json::json!({
+                "route": p.name,
+                "reason": why,
+                "attempts": attempts,
+                "failed_at": now,
+            })
+            .to_string();
+            // The record is embedded as it was sent (it is one JSON object).
+            let mut json = Vec::with_capacity(head.len() + item.record.len() + 12);
+            json.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+            json.extend_from_slice(b",\"record\":");
+            json.extend_from_slice(&item.record.json);
+            json.push(b'}');
+            SinkRecord::new(item.record.id.clone(), json)
+        })
+        .collect();
+    let limits = p.dead_letter.limits();
+    let mut attempt = 0u32;
+    let mut start = 0usize;
+    while start < records.len() {
+        let end = (start + limits.max_records.max(1)).min(records.len());
+        match p.dead_letter.send(&records[start..end]).await {
+            Ok(sent) if sent.is_complete() => start = end,
+            Ok(sent) => {
+                attempt += 1;
+                tracing::error!(
+                    "route {}: the dead-letter sink did not take {} records; retrying",
+                    p.name,
+                    sent.retry.len() + sent.rejected.len()
+                );
+                tokio::time::sleep(p.retry.backoff(attempt)).await;
+            }
+            Err(e) => {
+                attempt += 1;
+                tracing::error!(
+                    "route {}: dead-letter sink {}: {e}; retrying",
+                    p.name,
+                    p.dead_letter.describe()
+                );
+                tokio::time::sleep(p.retry.backoff(attempt)).await;
+            }
+        }
+    }
+    p.metrics
+        .dead_lettered
+        .fetch_add(items.len() as u64, Ordering::Relaxed);
+    for (item, _, _) in items {
+        item.done.complete();
+    }
+}

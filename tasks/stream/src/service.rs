@@ -1,0 +1,239 @@
+//! The service: builds the configured source, dedup store, routes and quarantine, serves until
+//! asked to stop, then drains — stops taking input, lets in-flight batches finish (each route
+//! delivers its buffer and flushes its sinks), and reports.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use bitacora_core::Config;
+use bitacora_model::normalize::Normalizer;
+use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, owner_token};
+use crate::routes::{RouteParts, pii};
+use crate::server::{Server, bind};
+use crate::sources::http::HttpSource;
+use crate::sources::{SourceKind, StreamSource};
+use crate::{Result, StreamConfig};
+
+/// The JSON report printed when the service stops.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub status: &'static str,
+    pub listen: String,
+    pub uptime_secs: f64,
+    pub records_in: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub quarantined: u64,
+    pub failed_batches: u64,
+    pub routes: Vec<RouteReport>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteReport {
+    pub name: String,
+    pub delivered: u64,
+    pub dead_lettered: u64,
+}
+
+/// Runs the service until `shutdown` turns true. `ready` receives the bound address once it
+/// serves (tests bind port 0).
+pub async fn run(
+    config: &Config,
+    stream: &StreamConfig,
+    shutdown: watch::Receiver<bool>,
+    ready: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
+) -> Result<Report> {
+    let started = Instant::now();
+    let instance = owner_token();
+    let token = stream.auth_token()?;
+    let listener = bind(stream.listen_addr()).await?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| crate::Error::config("stream.listen", e.to_string()))?;
+    let dedup = stream.dedup.build().await?;
+    let metrics = Arc::new(Metrics::default());
+    let mut routes = Vec::new();
+    let mut workers = Vec::new();
+    for c in &stream.routes {
+        let parts =
+            RouteParts::from_config(c, &stream.data_dir, &instance, metrics.route(&c.name)).await?;
+        tracing::info!(
+            "route {}: {} → {}",
+            c.name,
+            describe_match(c),
+            parts.sink.describe()
+        );
+        let (route, handle) = parts.spawn();
+        routes.push(route);
+        workers.push(handle);
+    }
+    if routes.is_empty() {
+        tracing::warn!(
+            "no [[stream.routes]]: records are deduplicated and quarantined, and go nowhere else"
+        );
+    }
+    let q_sink = stream.quarantine_sink().build(&instance).await?;
+    let q_dead =
+        crate::sinks::SinkConfig::file(stream.data_dir.join("dead-letter").join("quarantine"))
+            .build(&instance)
+            .await?;
+    tracing::info!("quarantine → {}", q_sink.describe());
+    let (quarantine, q_handle) = RouteParts {
+        name: "quarantine".into(),
+        matches: Default::default(),
+        pii: None::<pii::Pii>,
+        sink: q_sink,
+        dead_letter: q_dead,
+        buffer_records: 20_000,
+        batch: Default::default(),
+        retry: Default::default(),
+        metrics: metrics.route("quarantine"),
+    }
+    .spawn();
+    workers.push(q_handle);
+    let pipeline = Arc::new(Pipeline::new(
+        Normalizer::new(
+            config.source.log_group.clone(),
+            config.transform.max_record_bytes,
+        ),
+        dedup,
+        routes,
+        quarantine,
+        metrics.clone(),
+        instance,
+        stream.dedup.claim_ttl(),
+    ));
+    let ingest = match stream.source.kind {
+        SourceKind::Http => Some(Arc::new(HttpSource {
+            token,
+            max_body_bytes: stream.max_body_bytes,
+            max_decoded_bytes: stream.max_decoded_bytes,
+            queue_records: stream.queue_records,
+            queue: Arc::new(Semaphore::new(
+                stream.queue_records.min(Semaphore::MAX_PERMITS as u64) as usize,
+            )),
+            timeout: Duration::from_secs(stream.request_timeout_secs),
+            log_stream: stream.source.log_stream.clone(),
+        })),
+        SourceKind::Kinesis => None,
+    };
+    let source: Arc<dyn StreamSource> = match &ingest {
+        Some(s) => s.clone(),
+        None => {
+            return Err(crate::Error::config(
+                "stream.source.kind",
+                "kinesis is not in this build yet",
+            ));
+        }
+    };
+    let server = Arc::new(Server {
+        pipeline: pipeline.clone(),
+        ingest,
+        source_kind: source.kind(),
+    });
+    tracing::info!(
+        "bitacora-stream listening on http://{addr} (source {}, dedup {})",
+        source.kind(),
+        stream.dedup.kind_name()
+    );
+    if let Some(tx) = ready {
+        let _ = tx.send(addr);
+    }
+    let drain = Duration::from_secs(stream.drain_secs);
+    let (served, sourced) = tokio::join!(
+        server.clone().serve(listener, shutdown.clone(), drain),
+        source.clone().run(pipeline.clone(), shutdown)
+    );
+    served?;
+    sourced?;
+    tracing::info!("draining: delivering what the routes hold");
+    drop(server);
+    drop(source);
+    drop(pipeline);
+    let deadline = tokio::time::Instant::now() + drain;
+    for w in workers {
+        if tokio::time::timeout_at(deadline, w).await.is_err() {
+            tracing::warn!(
+                "a route did not finish within stream.drain_secs: its unacknowledged batches are sent again by their senders"
+            );
+        }
+    }
+    let routes = metrics
+        .routes()
+        .iter()
+        .map(|r| RouteReport {
+            name: r.name.clone(),
+            delivered: r.delivered.load(Relaxed),
+            dead_lettered: r.dead_lettered.load(Relaxed),
+        })
+        .collect();
+    Ok(Report {
+        tool: "bitacora-stream",
+        status: "ok",
+        listen: addr.to_string(),
+        uptime_secs: started.elapsed().as_secs_f64(),
+        records_in: metrics.records_in.load(Relaxed),
+        accepted: metrics.accepted.load(Relaxed),
+        duplicates: metrics.duplicates.load(Relaxed),
+        quarantined: metrics.quarantined.load(Relaxed),
+        failed_batches: metrics.failed_batches.load(Relaxed),
+        routes,
+    })
+}
+
+fn describe_match(c: &crate::routes::RouteConfig) -> String {
+    if c.matches.is_empty() {
+        return "every event".into();
+    }
+    c.matches
+        .iter()
+        .map(|(k, v)| match v {
+            crate::routes::matcher::Values::One(s) => format!("{k}={s}"),
+            crate::routes::matcher::Values::Any(l) => format!("{k}∈[{}]", l.join(",")),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the service on its own runtime until SIGTERM or SIGINT, then drains (the binaries'
+/// entry point: `bitacora-stream`, `bitacora stream`).
+pub fn run_until_signal(config: &Config, stream: &StreamConfig) -> Result<Report> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Unavailable(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async {
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: no new input; delivering what is in flight");
+            let _ = tx.send(true);
+        });
+        run(config, stream, rx, None).await
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!(
+            "cannot install signal handlers: SIGTERM stops the service without draining"
+        );
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

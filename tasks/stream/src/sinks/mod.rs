@@ -1,0 +1,120 @@
+//! Sinks: where a route delivers. Each takes batches within its [`BatchLimits`] and says, per
+//! record, what it did not take ([`Sent`]): records to send again, and records it refuses for
+//! good (those go to the route's dead letters at once).
+
+pub mod file;
+pub mod http;
+pub mod opensearch;
+
+#[doc(hidden)]
+pub mod conformance;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::record::SinkRecord;
+
+/// The most a sink takes in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub max_records: usize,
+    pub max_bytes: usize,
+}
+
+/// What a sink did not take of a batch (indices into it).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sent {
+    /// Not taken this time (throttled, a 5xx, a timeout): send again.
+    pub retry: Vec<usize>,
+    /// Refused for good (a mapping error, a record too large): dead letters, with the reason.
+    pub rejected: Vec<(usize, String)>,
+}
+
+impl Sent {
+    pub fn all() -> Self {
+        Sent::default()
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.retry.is_empty() && self.rejected.is_empty()
+    }
+}
+
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// What it writes to, for logs (`file /srv/out`, `opensearch http://…/logs`).
+    fn describe(&self) -> String;
+    fn limits(&self) -> BatchLimits;
+    /// Sends a batch (within [`Sink::limits`]). `Err`: nothing was taken; a retryable error is
+    /// sent again, another goes to the dead letters.
+    async fn send(&self, batch: &[SinkRecord]) -> Result<Sent>;
+    /// Makes what was sent final (the file sink closes its open part under its final name).
+    async fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Called when the route has been idle a second (the file sink closes a part past its age).
+    async fn tick(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A route's `sink` (and `dead_letter`, and `[stream.quarantine] sink`): `kind` and the keys of
+/// that kind, named after the service's own API (`topic_arn`, `queue_url`, …).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SinkConfig {
+    File(file::FileSinkConfig),
+    Http(http::HttpSinkConfig),
+    Opensearch(opensearch::OpenSearchSinkConfig),
+}
+
+impl SinkConfig {
+    /// A file sink under `path` with the default rotation.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        SinkConfig::File(file::FileSinkConfig::new(path))
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::File(_) => "file",
+            SinkConfig::Http(_) => "http",
+            SinkConfig::Opensearch(_) => "opensearch",
+        }
+    }
+
+    /// `key`: where it is set (`stream.routes[2].sink`).
+    pub fn validate(&self, key: &str) -> bitacora_core::Result<()> {
+        match self {
+            SinkConfig::File(c) => c.validate(key),
+            SinkConfig::Http(c) => c.validate(key),
+            SinkConfig::Opensearch(c) => c.validate(key),
+        }
+    }
+
+    /// The sink; `instance` makes its names unique to this service instance.
+    pub async fn build(&self, instance: &str) -> Result<Arc<dyn Sink>> {
+        Ok(match self {
+            SinkConfig::File(c) => Arc::new(file::FileSink::open(c, instance)?),
+            SinkConfig::Http(c) => Arc::new(http::HttpSink::new(c)?),
+            SinkConfig::Opensearch(c) => Arc::new(opensearch::OpenSearchSink::new(c)?),
+        })
+    }
+}
+
+/// The HTTP client of the HTTP-based sinks: rustls, connection reuse, a request timeout.
+pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| crate::Error::sink("http client", e.to_string(), false))
+}
+
+/// Whether an HTTP status means "send again" (throttling, server errors, timeouts).
+pub(crate) fn retryable_status(status: u16) -> bool {
+    status == 408 || status == 429 || status >= 500
+}

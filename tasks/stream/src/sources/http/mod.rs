@@ -1,0 +1,228 @@
+//! `kind = "http"`: `POST /v1/logs` (DESIGN.md's HTTP ingest API).
+//!
+//! The body is NDJSON (optionally `Content-Encoding: gzip`); each line is an app message (a JSON
+//! object, or any text) or a CloudWatch envelope. The answer is `200 {"accepted", "duplicates",
+//! "quarantined"}` only after every matching route accepted the batch; `429` with `Retry-After`
+//! when the service's queue (`stream.queue_records`) has no room for the batch; `413` over
+//! `max_body_bytes` (or `max_decoded_bytes` once decompressed); `401` without the bearer token
+//! when one is set; `503` with `Retry-After` when the batch could not be delivered in
+//! `request_timeout_secs` (send it again: nothing of it counts as delivered).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, Response, StatusCode};
+use tokio::sync::Semaphore;
+
+use super::StreamSource;
+use crate::Result;
+use crate::pipeline::Pipeline;
+use crate::record::{envelope_of_line, now_ms};
+
+pub type Body = Full<Bytes>;
+
+pub struct HttpSource {
+    pub token: Option<String>,
+    pub max_body_bytes: u64,
+    pub max_decoded_bytes: u64,
+    pub queue_records: u64,
+    pub queue: Arc<Semaphore>,
+    pub timeout: Duration,
+    pub log_stream: String,
+}
+
+pub fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json_response(status, serde_json::json!({"error": message.into()}))
+}
+
+fn retry_later(status: StatusCode, message: impl Into<String>, secs: u64) -> Response<Body> {
+    let mut r = error(status, message);
+    r.headers_mut().insert(
+        "retry-after",
+        hyper::header::HeaderValue::from_str(&secs.to_string())
+            .unwrap_or(hyper::header::HeaderValue::from_static("1")),
+    );
+    r
+}
+
+/// Compares in time independent of where the first difference is.
+fn same_token(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl HttpSource {
+    /// Serves one `POST /v1/logs`.
+    pub async fn ingest(&self, pipeline: &Pipeline, req: Request<hyper::body::Incoming>) -> Response<Body> {
+        if let Some(token) = &self.token {
+            let given = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or_default();
+            if !same_token(given.trim().as_bytes(), token.as_bytes()) {
+                let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+                r.headers_mut().insert(
+                    "www-authenticate",
+                    hyper::header::HeaderValue::from_static("Bearer"),
+                );
+                return r;
+            }
+        }
+        let declared = req
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_body_bytes) {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "body larger than stream.max_body_bytes = {}",
+                    self.max_body_bytes
+                ),
+            );
+        }
+        let gzip = match req
+            .headers()
+            .get("content-encoding")
+            .and_then(|v| v.to_str().ok())
+        {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("gzip") => true,
+            Some(v) if v.eq_ignore_ascii_case("identity") => false,
+            Some(v) => {
+                return error(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    format!("content-encoding {v:?}: send gzip or nothing"),
+                );
+            }
+        };
+        let log_stream = req
+            .headers()
+            .get("x-log-stream")
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| self.log_stream.clone(), str::to_string);
+        // A slow client gets the request's time budget for its body, not more.
+        let limited = Limited::new(req.into_body(), self.max_body_bytes as usize);
+        let body = match tokio::time::timeout(self.timeout, limited.collect()).await {
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body not received in stream.request_timeout_secs",
+                );
+            }
+            Ok(Err(e)) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    return error(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!(
+                            "body larger than stream.max_body_bytes = {}",
+                            self.max_body_bytes
+                        ),
+                    );
+                }
+                return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}"));
+            }
+            Ok(Ok(b)) => b.to_bytes(),
+        };
+        let text = if gzip {
+            let mut out = Vec::new();
+            let mut dec =
+                flate2::read::MultiGzDecoder::new(&body[..]).take(self.max_decoded_bytes + 1);
+            if let Err(e) = dec.read_to_end(&mut out) {
+                return error(StatusCode::BAD_REQUEST, format!("gzip body: {e}"));
+            }
+            if out.len() as u64 > self.max_decoded_bytes {
+                return error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "decompressed body larger than stream.max_decoded_bytes = {}",
+                        self.max_decoded_bytes
+                    ),
+                );
+            }
+            out
+        } else {
+            body.to_vec()
+        };
+        let received = now_ms();
+        let records: Vec<_> = text
+            .split(|b| *b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+            .map(|l| envelope_of_line(&String::from_utf8_lossy(l), received, &log_stream))
+            .collect();
+        let n = records.len() as u64;
+        if n == 0 {
+            return json_response(
+                StatusCode::OK,
+                serde_json::json!({"accepted": 0, "duplicates": 0, "quarantined": 0}),
+            );
+        }
+        if n > self.queue_records {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "{n} records in one batch, more than stream.queue_records = {}: send smaller batches",
+                    self.queue_records
+                ),
+            );
+        }
+        let Ok(permit) = self.queue.clone().try_acquire_many_owned(n as u32) else {
+            pipeline.metrics.rejected_batches_full.fetch_add(1, Relaxed);
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue full: send this batch again later",
+                1,
+            );
+        };
+        pipeline.metrics.in_flight_records.fetch_add(n, Relaxed);
+        let result = pipeline.process(&records).await;
+        pipeline.metrics.in_flight_records.fetch_sub(n, Relaxed);
+        drop(permit);
+        match result {
+            Ok(o) => json_response(StatusCode::OK, serde_json::to_value(o).unwrap_or_default()),
+            Err(e) => retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 2),
+        }
+    }
+}
+
+#[async_trait]
+impl StreamSource for HttpSource {
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    /// Requests arrive through the service's HTTP server ([`crate::server`]), which calls
+    /// [`HttpSource::ingest`]; this only waits for shutdown (the server drains the requests).
+    async fn run(
+        self: Arc<Self>,
+        _pipeline: Arc<Pipeline>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<()> {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

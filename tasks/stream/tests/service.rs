@@ -1,0 +1,436 @@
+//! The stream service end to end, in-process, against real peers: a private Redis server,
+//! scripted HTTP receivers, file sinks on disk.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+fn dir_toml(p: &std::path::Path) -> String {
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_dedups_quarantines_routes_and_answers_with_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+[stream.dedup]
+kind = "memory"
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{d}/all" }}
+[[stream.routes]]
+name = "oncall"
+match = {{ level = ["ERROR"], event_type = ["crash", "error"] }}
+sink = {{ kind = "file", path = "{d}/oncall" }}
+[[stream.routes]]
+name = "marketing"
+match = {{ event_type = ["purchase", "signup"] }}
+pii = {{ hash = ["user_id"], drop = ["session_id"] }}
+sink = {{ kind = "file", path = "{d}/marketing" }}
+"#
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let types = ["screen_view", "purchase", "crash", "signup", "tap"];
+    let mut lines: Vec<String> = (0..100)
+        .map(|i| message(i, types[i % types.len()]))
+        .collect();
+    // Redelivered copies inside the batch, a broken record, a text line, an envelope.
+    lines.push(message(3, types[3]));
+    lines.push(message(7, types[2]));
+    lines.push(r#"{"event_id":"bad-ts","ts":"yesterday","event_type":"tap"}"#.into());
+    lines.push(r#"{"event_id": "broken", "#.into());
+    lines.push("FATAL EXCEPTION: main java.lang.NullPointerException".into());
+    lines.push(
+        serde_json::json!({"timestamp": 1763460000000i64, "message": message(1000, "tap"), "logStreamName": "ios-1", "eventId": "cw-1"})
+            .to_string(),
+    );
+    let (status, body) = post(&client, &svc.url("/v1/logs"), &lines).await;
+    assert_eq!(status, 200, "{body}");
+    // 100 + the text line + the envelope are new; 2 copies; 2 quarantined.
+    assert_eq!(
+        body,
+        serde_json::json!({"accepted": 102, "duplicates": 2, "quarantined": 2})
+    );
+    // The same batch again: everything it holds was delivered before.
+    let (status, again) = post(&client, &svc.url("/v1/logs"), &lines).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        again,
+        serde_json::json!({"accepted": 0, "duplicates": 104, "quarantined": 2})
+    );
+    let m = svc.metrics().await;
+    assert_eq!(
+        metric(&m, "bitacora_stream_records_in_total{source=\"http\"}"),
+        212.0
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "bitacora_stream_route_delivered_total{route=\"everything\"}"
+        ),
+        102.0
+    );
+    let report = svc.stop().await;
+    assert_eq!(
+        (report.accepted, report.duplicates, report.quarantined),
+        (102, 106, 4)
+    );
+
+    let all = jsonl(&tmp.path().join("all"));
+    assert_eq!(all.len(), 102, "each new record once");
+    assert!(counts(&all).values().all(|n| *n == 1));
+    let text = all.iter().find(|r| r["event_type"] == "text").unwrap();
+    assert_eq!(
+        text["message"],
+        "FATAL EXCEPTION: main java.lang.NullPointerException"
+    );
+    let env = all.iter().find(|r| r["event_id"] == "ev-1000").unwrap();
+    assert_eq!(env["log_stream"], "ios-1");
+    assert_eq!(env["event_time"], "2026-11-18T10:00:00.000000Z");
+    assert!(env["ingest_time"].is_string(), "{env}");
+    let one = all.iter().find(|r| r["event_id"] == "ev-1").unwrap();
+    assert_eq!(one["event_time"], "2026-11-18T10:00:00.000000Z");
+    assert_eq!(one["properties"], serde_json::json!({"i": 1}));
+    assert_eq!(one["dt"], "2026-11-18");
+
+    let oncall = jsonl(&tmp.path().join("oncall"));
+    assert_eq!(oncall.len(), 20);
+    assert!(
+        oncall
+            .iter()
+            .all(|r| r["event_type"] == "crash" && r["level"] == "ERROR")
+    );
+
+    let marketing = jsonl(&tmp.path().join("marketing"));
+    assert_eq!(marketing.len(), 40);
+    for r in &marketing {
+        assert!(r["event_type"] == "purchase" || r["event_type"] == "signup");
+        assert_eq!(r["session_id"], serde_json::Value::Null);
+        let h = r["user_id"].as_str().unwrap();
+        assert_eq!(h.len(), 32, "hashed: {h}");
+        assert!(!h.starts_with("user-"));
+    }
+    // Same user, same hash (the marketing tool can count users).
+    let by_user: std::collections::BTreeSet<&str> = marketing
+        .iter()
+        .map(|r| r["user_id"].as_str().unwrap())
+        .collect();
+    assert!(by_user.len() <= 17);
+
+    let q = jsonl(&tmp.path().join("data/quarantine"));
+    assert_eq!(q.len(), 4, "every copy of a bad record is kept");
+    let reasons: std::collections::BTreeSet<&str> =
+        q.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        ["malformed_json", "unparsable_ts"].into_iter().collect()
+    );
+    assert!(
+        q.iter()
+            .any(|r| r["raw"].as_str().unwrap().contains("yesterday"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_contract_401_413_429_and_gzip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    std::fs::write(
+        tmp.path().join("token"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .unwrap();
+    // A receiver that holds every request until released: the route's buffer and the queue fill.
+    let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let g = gate.clone();
+    let peer = Peer::start(move |_| {
+        while !g.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (200, String::new())
+    })
+    .await;
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+auth_token_file = "{d}/token"
+max_body_bytes = 4096
+queue_records = 10
+[[stream.routes]]
+name = "hook"
+sink = {{ kind = "http", url = "{}" }}
+batch = {{ linger_ms = 0 }}
+"#,
+        peer.url("/hook")
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = svc.url("/v1/logs");
+    let auth = "Bearer 0123456789abcdef0123456789abcdef";
+    // 401 without (or with a wrong) token.
+    let r = client
+        .post(&url)
+        .body(message(1, "tap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let r = client
+        .post(&url)
+        .header("authorization", "Bearer nope")
+        .body(message(1, "tap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // 413 over max_body_bytes (declared, or streamed).
+    let big = "x".repeat(5000);
+    let r = client
+        .post(&url)
+        .header("authorization", auth)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    // gzip, decoded: one batch of 6 held by the receiver...
+    let lines: Vec<String> = (0..6).map(|i| message(i, "tap")).collect();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, (lines.join("\n") + "\n").as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let first = {
+        let client = client.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            client
+                .post(&url)
+                .header("authorization", auth)
+                .header("content-encoding", "gzip")
+                .body(gz)
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    // ... so a second batch of 6 does not fit the queue of 10: 429 with Retry-After.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let second: Vec<String> = (10..16).map(|i| message(i, "tap")).collect();
+    let r = loop {
+        let r = client
+            .post(&url)
+            .header("authorization", auth)
+            .body(second.join("\n"))
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 429 || std::time::Instant::now() > until {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    gate.store(true, std::sync::atomic::Ordering::SeqCst);
+    let first = first.await.unwrap();
+    assert_eq!(first.status().as_u16(), 200);
+    assert_eq!(
+        first.json::<serde_json::Value>().await.unwrap()["accepted"],
+        6
+    );
+    // A batch larger than the whole queue can never fit: 413, not an endless 429.
+    let many: Vec<String> = (20..40).map(|i| message(i, "tap")).collect();
+    let r = client
+        .post(&url)
+        .header("authorization", auth)
+        .body(many.join("\n"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    svc.stop().await;
+    let got: usize = peer
+        .bodies
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, b)| b.lines().count())
+        .sum();
+    assert_eq!(got, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_route_retries_then_dead_letters_while_others_flow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let down = Peer::start(|_| (503, "maintenance".into())).await;
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+[[stream.routes]]
+name = "files"
+sink = {{ kind = "file", path = "{d}/files" }}
+[[stream.routes]]
+name = "hook"
+sink = {{ kind = "http", url = "{}" }}
+retry = {{ max_attempts = 3, initial_backoff_ms = 10, max_backoff_ms = 50 }}
+batch = {{ linger_ms = 5 }}
+"#,
+        down.url("/hook")
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let lines: Vec<String> = (0..30).map(|i| message(i, "purchase")).collect();
+    let (status, body) = post(&client, &svc.url("/v1/logs"), &lines).await;
+    assert_eq!(status, 200, "dead-lettered counts as accepted: {body}");
+    let m = svc.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bitacora_stream_route_dead_lettered_total{route=\"hook\"}"
+        ),
+        30.0
+    );
+    assert_eq!(
+        metric(&m, "bitacora_stream_route_delivered_total{route=\"files\"}"),
+        30.0
+    );
+    assert!(
+        metric(
+            &m,
+            "bitacora_stream_route_send_failures_total{route=\"hook\"}"
+        ) >= 3.0
+    );
+    svc.stop().await;
+    assert_eq!(
+        down.bodies.lock().unwrap().len(),
+        3,
+        "three attempts, then dead letters"
+    );
+    assert_eq!(jsonl(&tmp.path().join("files")).len(), 30);
+    let dead = jsonl(&tmp.path().join("data/dead-letter/hook"));
+    assert_eq!(dead.len(), 30);
+    assert_eq!(dead[0]["route"], "hook");
+    assert_eq!(dead[0]["attempts"], 3);
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("503"),
+        "{}",
+        dead[0]
+    );
+    assert!(
+        dead[0]["record"]["event_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("ev-")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dedup_passes_the_conformance_suite() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    bitacora_stream::dedup::conformance::run(|ttl, claim| {
+        let prefix = format!("t{}:", n.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let url = url.clone();
+        async move {
+            std::sync::Arc::new(
+                bitacora_stream::dedup::RedisDedup::connect(&url, &prefix, ttl, claim)
+                    .await
+                    .unwrap(),
+            ) as std::sync::Arc<dyn bitacora_stream::dedup::DedupStore>
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_redis_window() {
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let conf = |name: &str| {
+        format!(
+            r#"data_dir = "{d}/{name}"
+[stream.dedup]
+kind = "redis"
+url = "{}"
+[[stream.routes]]
+name = "files"
+sink = {{ kind = "file", path = "{d}/out-{name}" }}
+"#,
+            redis.url()
+        )
+    };
+    let a = Svc::start(&conf("a")).await;
+    let b = Svc::start(&conf("b")).await;
+    let client = reqwest::Client::new();
+    let lines: Vec<String> = (0..200).map(|i| message(i, "tap")).collect();
+    let (_, ra) = post(&client, &a.url("/v1/logs"), &lines[..150]).await;
+    let (_, rb) = post(&client, &b.url("/v1/logs"), &lines[50..]).await;
+    assert_eq!(ra["accepted"], 150);
+    assert_eq!(
+        (rb["accepted"].as_u64(), rb["duplicates"].as_u64()),
+        (Some(50), Some(100))
+    );
+    a.stop().await;
+    b.stop().await;
+    let mut all = jsonl(&tmp.path().join("out-a"));
+    all.extend(jsonl(&tmp.path().join("out-b")));
+    let c = counts(&all);
+    assert_eq!(c.len(), 200);
+    assert!(c.values().all(|n| *n == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_and_restarted_mid_stream_loses_nothing() {
+    let mut redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+[stream.dedup]
+kind = "redis"
+url = "{}"
+claim_secs = 3
+[[stream.routes]]
+name = "files"
+sink = {{ kind = "file", path = "{d}/out" }}
+"#,
+        redis.url()
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = svc.url("/v1/logs");
+    let batches: Vec<Vec<String>> = (0..30)
+        .map(|b| (0..50).map(|i| message(b * 50 + i, "tap")).collect())
+        .collect();
+    for (i, batch) in batches.iter().enumerate() {
+        if i == 10 {
+            // Redis down longer than claim_secs: the batch is held back, then refused (503) —
+            // nothing passes unchecked.
+            redis.stop();
+            let (status, body) = post(&client, &url, batch).await;
+            assert_eq!(status, 503, "{body}");
+            // Back a second later, while the producer keeps sending the batch.
+            let mut r = std::mem::replace(&mut redis, Redis::placeholder());
+            let restarter = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_secs(1));
+                r.restart();
+                r
+            });
+            post_until_ok(&client, &url, batch, Duration::from_secs(60)).await;
+            redis = restarter.join().unwrap();
+            continue;
+        }
+        post_until_ok(&client, &url, batch, Duration::from_secs(60)).await;
+    }
+    let m = svc.metrics().await;
+    assert!(metric(&m, "bitacora_stream_dedup_errors_total{source=\"http\"}") > 0.0);
+    svc.stop().await;
+    let c = counts(&jsonl(&tmp.path().join("out")));
+    assert_eq!(c.len(), 1500, "every record delivered");
+}

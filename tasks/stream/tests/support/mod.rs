@@ -1,0 +1,360 @@
+//! Shared helpers of the stream service's tests: the service in-process on a free port, a
+//! private Redis server, a scripted HTTP peer, and readers of file-sink output.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bitacora_stream::StreamConfig;
+use bitacora_stream::service::Report;
+use tokio::sync::watch;
+
+/// The service running in this process.
+pub struct Svc {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<bitacora_stream::Result<Report>>,
+}
+
+impl Svc {
+    /// Starts the service with the `[stream]`-level TOML `body` (`listen` is set to a free port).
+    pub async fn start(body: &str) -> Svc {
+        let text = format!("[stream]\nlisten = \"127.0.0.1:0\"\n{body}");
+        let config = bitacora_core::Config::from_toml_str(&text).unwrap();
+        let stream: StreamConfig = config.component().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let (stop, rx) = watch::channel(false);
+        let (tx, ready) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            bitacora_stream::service::run(&config, &stream, rx, Some(tx)).await
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(20), ready)
+            .await
+            .expect("service did not start in 20 s")
+            .expect("service failed to start");
+        Svc { addr, stop, handle }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops it (as SIGTERM does) and returns its report.
+    pub async fn stop(self) -> Report {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(60), self.handle)
+            .await
+            .expect("service did not stop in 60 s")
+            .unwrap()
+            .unwrap()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The value of a metric line (`name{labels}` exactly) in a Prometheus text.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{series} not in metrics:\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A realistic app message (the generator's shape).
+pub fn message(i: usize, event_type: &str) -> String {
+    serde_json::json!({
+        "event_id": format!("ev-{i}"),
+        "ts": "2026-11-18T10:00:00.000Z",
+        "level": if event_type == "crash" { "ERROR" } else { "INFO" },
+        "event_type": event_type,
+        "user_id": format!("user-{}", i % 17),
+        "session_id": format!("s-{}", i % 5),
+        "app_version": "3.2.1",
+        "platform": if i.is_multiple_of(2) { "ios" } else { "android" },
+        "latency_ms": i % 300,
+        "props": {"i": i},
+    })
+    .to_string()
+}
+
+/// POSTs NDJSON lines; returns (status, body).
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    lines: &[String],
+) -> (u16, serde_json::Value) {
+    let body = lines.join("\n") + "\n";
+    let r = client.post(url).body(body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v = r.json().await.unwrap_or(serde_json::Value::Null);
+    (status, v)
+}
+
+/// POSTs until a 200 (as a producer does after 429/503 or a lost connection), bounded in time.
+pub async fn post_until_ok(
+    client: &reqwest::Client,
+    url: &str,
+    lines: &[String],
+    budget: Duration,
+) -> serde_json::Value {
+    let until = Instant::now() + budget;
+    let body = lines.join("\n") + "\n";
+    let mut last = String::new();
+    while Instant::now() < until {
+        match client.post(url).body(body.clone()).send().await {
+            Ok(r) if r.status().as_u16() == 200 => return r.json().await.unwrap(),
+            Ok(r) => last = format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no 200 within {budget:?}: {last}");
+}
+
+/// Every line of the closed `*.jsonl` files under `dir` (recursively), as JSON.
+pub fn jsonl(dir: &Path) -> Vec<serde_json::Value> {
+    let mut files = Vec::new();
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "jsonl") {
+                out.push(p);
+            }
+        }
+    }
+    walk(dir, &mut files);
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| {
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", f.display()))
+                })
+                .collect::<Vec<serde_json::Value>>()
+        })
+        .collect()
+}
+
+/// How many times each `event_id` appears.
+pub fn counts(rows: &[serde_json::Value]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for r in rows {
+        *m.entry(r["event_id"].as_str().unwrap_or_default().to_string())
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private `redis-server` on a free port, stopped (process and all) when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let mut r = Redis {
+            port,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.spawn();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// A stand-in holding no server (to move a running one into a thread).
+    pub fn placeholder() -> Redis {
+        Redis {
+            port: 0,
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn spawn(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("redis-server (Debian's redis-server package) must be installed");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+                use std::io::{Read, Write};
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let mut buf = [0u8; 16];
+                if s.write_all(b"PING\r\n").is_ok()
+                    && s.read(&mut buf)
+                        .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "redis-server did not answer on port {} in 10 s",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: it keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A scripted HTTP peer (a webhook receiver or an OpenSearch stand-in): `answer(body)` gives
+/// (status, response body) for each request; every body it got is kept.
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub bodies: Arc<Mutex<Vec<(u16, String)>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Peer {
+    /// Runs on its own thread and runtime, so an answer may block (to hold a sender back).
+    pub async fn start<F>(answer: F) -> Peer
+    where
+        F: Fn(&str) -> (u16, String) + Send + Sync + 'static,
+    {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        std_listener.set_nonblocking(true).unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let bodies: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
+        let answer = Arc::new(answer);
+        let kept = bodies.clone();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                use http_body_util::BodyExt;
+                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+                let serve = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let answer = answer.clone();
+                        let kept = kept.clone();
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let answer = answer.clone();
+                                    let kept = kept.clone();
+                                    async move {
+                                        let body = req
+                                            .into_body()
+                                            .collect()
+                                            .await
+                                            .map(|b| b.to_bytes())
+                                            .unwrap_or_default();
+                                        let text = String::from_utf8_lossy(&body).into_owned();
+                                        let (status, out) = answer(&text);
+                                        kept.lock().unwrap().push((status, text));
+                                        let mut r = hyper::Response::new(
+                                            http_body_util::Full::new(bytes::Bytes::from(out)),
+                                        );
+                                        *r.status_mut() =
+                                            hyper::StatusCode::from_u16(status).unwrap();
+                                        Ok::<_, std::convert::Infallible>(r)
+                                    }
+                                },
+                            );
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        Peer {
+            addr,
+            bodies,
+            stop: Some(stop_tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
