@@ -66,6 +66,10 @@ enum Command {
         /// --stream: file holding the service's bearer token (its first line).
         #[arg(long)]
         token_file: Option<PathBuf>,
+        /// --stream: build every request before sending (benchmarks: the service is measured,
+        /// not the generator; ~400 bytes of memory per record).
+        #[arg(long)]
+        pregenerate: bool,
     },
     /// Run the stream service in the foreground (as bitacora-stream does).
     Stream,
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
             batch,
             concurrency,
             token_file,
+            pregenerate,
         } => {
             if stream {
                 let token = match token_file.map(std::fs::read_to_string).transpose() {
@@ -138,6 +143,7 @@ fn main() -> ExitCode {
                     batch,
                     concurrency,
                     token,
+                    pregenerate,
                 };
                 let result = tokio::runtime::Builder::new_multi_thread()
                     .enable_all()

@@ -494,7 +494,11 @@ impl LiveMessages {
             return (self.recent[pick].clone(), LiveKind::Redelivered);
         }
         let rest = (roll - self.duplicates) / (1.0 - self.duplicates).max(1e-9);
-        let platform = if self.n.is_multiple_of(2) { "ios" } else { "android" };
+        let platform = if self.n.is_multiple_of(2) {
+            "ios"
+        } else {
+            "android"
+        };
         let mut ctx = StreamCtx {
             rng: &mut self.rng,
             platform,

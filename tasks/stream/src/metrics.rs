@@ -201,7 +201,12 @@ impl Metrics {
             &format!("source=\"{source}\""),
         );
         let routes = self.routes();
-        type Series = (&'static str, &'static str, fn(&RouteMetrics) -> &AtomicU64, &'static str);
+        type Series = (
+            &'static str,
+            &'static str,
+            fn(&RouteMetrics) -> &AtomicU64,
+            &'static str,
+        );
         let per_route: [Series; 5] = [
             (
                 "bitacora_stream_route_delivered_total",

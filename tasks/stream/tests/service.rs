@@ -434,3 +434,84 @@ sink = {{ kind = "file", path = "{d}/out" }}
     let c = counts(&jsonl(&tmp.path().join("out")));
     assert_eq!(c.len(), 1500, "every record delivered");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_is_not_a_duplicate_until_its_first_copy_was_delivered() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let (arrived, gate) = (
+        std::sync::Arc::new(AtomicBool::new(false)),
+        std::sync::Arc::new(AtomicBool::new(false)),
+    );
+    let (a2, g2) = (arrived.clone(), gate.clone());
+    let slow = Peer::start(move |_| {
+        a2.store(true, SeqCst);
+        while !g2.load(SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        (200, String::new())
+    })
+    .await;
+    let conf = |name: &str, sink: String| {
+        format!(
+            "data_dir = \"{d}/{name}\"\n[stream.dedup]\nkind = \"redis\"\nurl = \"{}\"\nclaim_secs = 30\n[[stream.routes]]\nname = \"r\"\nsink = {sink}\nbatch = {{ linger_ms = 0 }}\n",
+            redis.url()
+        )
+    };
+    let a = Svc::start(&conf(
+        "a",
+        format!("{{ kind = \"http\", url = \"{}\" }}", slow.url("/")),
+    ))
+    .await;
+    let b = Svc::start(&conf(
+        "b",
+        format!("{{ kind = \"file\", path = \"{d}/out-b\" }}"),
+    ))
+    .await;
+    let lines: Vec<String> = (0..20).map(|i| message(i, "tap")).collect();
+    let client = reqwest::Client::new();
+    let first = tokio::spawn({
+        let (c, u, l) = (client.clone(), a.url("/v1/logs"), lines.clone());
+        async move { post(&c, &u, &l).await }
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !arrived.load(SeqCst) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first copy never reached its sink"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The same records at the other instance while the first copy is being delivered: they wait
+    // (a mark at claim time would answer "duplicates" for records nobody has received yet).
+    let second = tokio::spawn({
+        let (c, u, l) = (client.clone(), b.url("/v1/logs"), lines.clone());
+        async move { post(&c, &u, &l).await }
+    });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !second.is_finished(),
+        "answered before the first copy was delivered"
+    );
+    gate.store(true, SeqCst);
+    let (s1, r1) = first.await.unwrap();
+    let (s2, r2) = second.await.unwrap();
+    assert_eq!((s1, r1["accepted"].as_u64()), (200, Some(20)));
+    assert_eq!(
+        (s2, r2["accepted"].as_u64(), r2["duplicates"].as_u64()),
+        (200, Some(0), Some(20)),
+        "{r2}"
+    );
+    let m = b.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "bitacora_stream_dedup_in_flight_waits_total{source=\"http\"}"
+        ) >= 1.0
+    );
+    a.stop().await;
+    b.stop().await;
+    assert!(jsonl(&tmp.path().join("out-b")).is_empty());
+}

@@ -58,7 +58,11 @@ where
     let got = d.claim("b", &refs).await.unwrap();
     assert_eq!(got.len(), refs.len());
     for (i, c) in got.iter().enumerate() {
-        assert_eq!(*c, if i.is_multiple_of(2) { Duplicate } else { New }, "key {i}");
+        assert_eq!(
+            *c,
+            if i.is_multiple_of(2) { Duplicate } else { New },
+            "key {i}"
+        );
     }
 
     // A dead holder's claim expires; a seen key is forgotten after the TTL.

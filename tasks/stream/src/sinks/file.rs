@@ -115,7 +115,9 @@ impl FileSink {
         let instance = self.instance.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                let mut guard = inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut guard = inner
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 f(&config, &instance, &mut guard)
             })
             .await

@@ -67,7 +67,11 @@ fn same_token(a: &[u8], b: &[u8]) -> bool {
 
 impl HttpSource {
     /// Serves one `POST /v1/logs`.
-    pub async fn ingest(&self, pipeline: &Pipeline, req: Request<hyper::body::Incoming>) -> Response<Body> {
+    pub async fn ingest(
+        &self,
+        pipeline: &Pipeline,
+        req: Request<hyper::body::Incoming>,
+    ) -> Response<Body> {
         if let Some(token) = &self.token {
             let given = req
                 .headers()

@@ -1,0 +1,127 @@
+"""Stream benchmark: bitacora-stream's sustained events/s (HTTP ingest -> Redis dedup ->
+normalise -> file route) next to `redis-benchmark -P 64 -t set` in the same run, the
+ingest-to-file latency at 10k events/s, the service's peak RSS, and Redis memory per million keys.
+
+    bash tests/bench/stream.sh [--records N]
+
+By hand, not in CI. Starts its own redis-server and service on free ports, stops them after.
+"""
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, timeout=20):
+    until = time.time() + timeout
+    while time.time() < until:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{what} did not listen on {port}")
+
+
+def redis_info(port, section):
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", section], capture_output=True, text=True).stdout
+    return dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    args = ap.parse_args()
+    bins = args.bin_dir
+    tmp = tempfile.mkdtemp(prefix="bitacora-stream-bench-")
+    rport = free_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL, start_new_session=True)
+    svc = None
+    try:
+        wait_port(rport, "redis-server")
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64", "-t", "set", "-r", "100000000"],
+            capture_output=True, text=True).stdout
+        m = re.findall(r"SET: ([\d.]+) requests per second", out.replace("\r", "\n"))
+        redis_sets = float(m[-1]) if m else float("nan")
+        subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
+        sport = free_port()
+        conf = os.path.join(tmp, "stream.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[stream]
+listen = "127.0.0.1:{sport}"
+data_dir = "{tmp}/data"
+queue_records = 400000
+[stream.dedup]
+kind = "redis"
+url = "redis://127.0.0.1:{rport}/0"
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{tmp}/out" }}
+""")
+        svc = subprocess.Popen([f"{bins}/bitacora-stream", "--config", conf], stdout=subprocess.PIPE,
+                               env={**os.environ, "BITACORA_LOG": "warn"}, start_new_session=True)
+        wait_port(sport, "bitacora-stream")
+        used0 = int(redis_info(rport, "memory")["used_memory"])
+
+        def load(rate, seconds, extra=()):
+            cmd = [f"{bins}/bitacora", "generate", "--stream", "--rate", str(rate), "--duration", str(seconds),
+                   "--to", f"http://127.0.0.1:{sport}", "--duplicates", "0.02", *extra]
+            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "BITACORA_LOG": "warn"})
+            if r.returncode != 0:
+                sys.exit(f"load generator failed: {r.stdout} {r.stderr}")
+            return json.loads(r.stdout)
+
+        # Throughput: every request prepared first, sent as fast as the service takes them.
+        n = args.records
+        t = load(10_000_000, n / 10_000_000, ["--pregenerate", "--batch", "1000", "--concurrency", "8"])
+        keys = int(redis_info(rport, "keyspace").get("db0", "keys=0").split(",")[0].split("=")[1])
+        used1 = int(redis_info(rport, "memory")["used_memory"])
+        # Latency at a steady 10k events/s.
+        lat = load(10_000, 10, ["--batch", "100"])
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{sport}/metrics").read().decode()
+        with open(f"/proc/{svc.pid}/status") as f:
+            hwm = int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) // 1024
+        svc.send_signal(signal.SIGTERM)
+        report = json.loads(svc.communicate(timeout=120)[0])
+        rate = t["sent"] / t["seconds"]
+        print(f"redis-benchmark -P 64 -t set: {redis_sets:,.0f} SET/s")
+        print(f"bitacora-stream, {t['sent']:,} records (HTTP -> redis dedup -> normalise -> file): "
+              f"{t['seconds']:.2f} s, {rate:,.0f} events/s = {rate / redis_sets:.2f} of redis-benchmark")
+        print(f"  accepted {t['accepted']:,}, duplicates {t['duplicates']:,}, quarantined {t['quarantined']:,}, "
+              f"resent requests {t['resent_requests']}")
+        print(f"at 10k events/s: request (ingest -> written to the file route) p50 {lat['request_p50_ms']:.1f} ms, "
+              f"p99 {lat['request_p99_ms']:.1f} ms (batches of 100)")
+        print(f"service peak RSS: {hwm} MiB")
+        if keys:
+            print(f"redis: {keys:,} keys, {(used1 - used0) / keys:.0f} bytes per key = "
+                  f"{(used1 - used0) / keys * 1e6 / 2**20:.0f} MiB per million keys")
+        print(f"service report: accepted {report['accepted']:,}, routes {report['routes']}")
+        assert "bitacora_stream_accepted_total" in metrics
+    finally:
+        for p in (svc, redis):
+            if p and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        subprocess.run(["rm", "-rf", tmp])
+
+
+if __name__ == "__main__":
+    main()
