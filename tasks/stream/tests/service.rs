@@ -147,8 +147,10 @@ async fn http_contract_401_413_429_and_gzip() {
     .unwrap();
     // A receiver that holds every request until released: the route's buffer and the queue fill.
     let gate = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let g = gate.clone();
+    let arrived = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (g, a) = (gate.clone(), arrived.clone());
     let peer = Peer::start(move |_| {
+        a.store(true, std::sync::atomic::Ordering::SeqCst);
         while !g.load(std::sync::atomic::Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -217,6 +219,14 @@ batch = {{ linger_ms = 0 }}
                 .unwrap()
         })
     };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !arrived.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first batch never reached the receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // ... so a second batch of 6 does not fit the queue of 10: 429 with Retry-After.
     let until = std::time::Instant::now() + Duration::from_secs(10);
     let second: Vec<String> = (10..16).map(|i| message(i, "tap")).collect();
