@@ -158,7 +158,10 @@ pub async fn run(p: &LoadParams) -> Result<LoadReport> {
                 }
                 let wait = match req.send().await {
                     Ok(r) if r.status().is_success() => {
-                        if let Ok(v) = r.json::<serde_json::Value>().await {
+                        if let Ok(v) = r.bytes().await.map_err(|e| e.to_string()).and_then(|b| {
+                            serde_json::from_slice::<serde_json::Value>(&b)
+                                .map_err(|e| e.to_string())
+                        }) {
                             let get = |k: &str| v[k].as_u64().unwrap_or(0);
                             totals.accepted.fetch_add(get("accepted"), Relaxed);
                             totals.duplicates.fetch_add(get("duplicates"), Relaxed);

@@ -105,35 +105,45 @@ impl Pipeline {
             }
             first
         });
-        let keys: Vec<&str> = events.iter().map(|e| &*e.event_id).collect();
-        let claims = self.claim(&owner, &keys).await?;
-        let mut fresh = Vec::with_capacity(events.len());
-        for (e, c) in events.iter().zip(claims) {
-            match c {
-                Claim::New => fresh.push(e),
-                _ => outcome.duplicates += 1,
+        // Rounds: claim → deliver what is new → commit it; copies another batch is delivering
+        // right now are asked about again after that (never while holding this batch's own
+        // claims undelivered, so two batches holding copies of each other's records cannot
+        // wait for each other).
+        let deadline = Instant::now() + self.dedup_patience;
+        let mut pending: Vec<&bitacora_model::model::Event<'_>> = events.iter().collect();
+        let mut quarantine: &[(bitacora_model::model::Rejected<'_>, i64)] = &rejected;
+        let mut wait = Duration::from_millis(2);
+        loop {
+            let keys: Vec<&str> = pending.iter().map(|e| &*e.event_id).collect();
+            let claims = self.claim(&owner, &keys, deadline).await?;
+            let mut fresh = Vec::with_capacity(pending.len());
+            let mut in_flight = Vec::new();
+            for (e, c) in pending.iter().zip(claims) {
+                match c {
+                    Claim::New => fresh.push(*e),
+                    Claim::Duplicate => outcome.duplicates += 1,
+                    Claim::InFlight => in_flight.push(*e),
+                }
             }
+            self.deliver_round(&owner, &fresh, quarantine, &mut outcome)
+                .await?;
+            quarantine = &[];
+            if in_flight.is_empty() {
+                break;
+            }
+            m.dedup_in_flight_waits.fetch_add(1, Relaxed);
+            if Instant::now() >= deadline {
+                m.failed_batches.fetch_add(1, Relaxed);
+                return Err(Error::Unavailable(format!(
+                    "{} records still being delivered by another batch after {:?}: send the batch again",
+                    in_flight.len(),
+                    self.dedup_patience
+                )));
+            }
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_millis(50));
+            pending = in_flight;
         }
-        let fresh_keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
-        let handed = self.hand_over(&fresh, &rejected, &mut outcome).await;
-        let delivered = match handed {
-            Ok(ticket) => ticket.wait().await,
-            Err(e) => {
-                tracing::warn!("batch {owner}: {e}");
-                false
-            }
-        };
-        if !delivered {
-            m.failed_batches.fetch_add(1, Relaxed);
-            if let Err(e) = self.dedup.release(&owner, &fresh_keys).await {
-                // The claims expire after claim_secs: the records are new again then.
-                tracing::warn!("batch {owner}: releasing its dedup claims: {e}");
-            }
-            return Err(Error::Unavailable(
-                "the batch was not delivered to every route: send it again".into(),
-            ));
-        }
-        self.commit(&owner, &fresh_keys).await;
         m.accepted.fetch_add(outcome.accepted, Relaxed);
         m.duplicates.fetch_add(outcome.duplicates, Relaxed);
         m.quarantined.fetch_add(outcome.quarantined, Relaxed);
@@ -141,56 +151,62 @@ impl Pipeline {
         Ok(outcome)
     }
 
-    /// Claims the keys, retrying store errors and waiting for copies in flight elsewhere.
-    async fn claim(&self, owner: &str, keys: &[&str]) -> Result<Vec<Claim>> {
-        let deadline = Instant::now() + self.dedup_patience;
-        let mut claims = vec![Claim::InFlight; keys.len()];
-        let mut todo: Vec<usize> = (0..keys.len()).collect();
+    /// Delivers one round's new records (and the batch's rejected ones, in the first round),
+    /// then commits their keys; on failure releases them.
+    async fn deliver_round(
+        &self,
+        owner: &str,
+        fresh: &[&bitacora_model::model::Event<'_>],
+        rejected: &[(bitacora_model::model::Rejected<'_>, i64)],
+        outcome: &mut Outcome,
+    ) -> Result<()> {
+        if fresh.is_empty() && rejected.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
+        let delivered = match self.hand_over(fresh, rejected, outcome).await {
+            Ok(ticket) => ticket.wait().await,
+            Err(e) => {
+                tracing::warn!("batch {owner}: {e}");
+                false
+            }
+        };
+        if !delivered {
+            self.metrics.failed_batches.fetch_add(1, Relaxed);
+            if let Err(e) = self.dedup.release(owner, &keys).await {
+                // The claims expire after claim_secs: the records are new again then.
+                tracing::warn!("batch {owner}: releasing its dedup claims: {e}");
+            }
+            return Err(Error::Unavailable(
+                "the batch was not delivered to every route: send it again".into(),
+            ));
+        }
+        self.commit(owner, &keys).await;
+        Ok(())
+    }
+
+    /// Claims the keys, retrying store errors until `deadline`.
+    async fn claim(&self, owner: &str, keys: &[&str], deadline: Instant) -> Result<Vec<Claim>> {
         let mut attempt = 0u32;
-        while !todo.is_empty() {
-            let ask: Vec<&str> = todo.iter().map(|&i| keys[i]).collect();
-            match self.dedup.claim(owner, &ask).await {
-                Ok(got) => {
-                    let mut again = Vec::new();
-                    for (&i, c) in todo.iter().zip(got) {
-                        claims[i] = c;
-                        if c == Claim::InFlight {
-                            again.push(i);
-                        }
-                    }
-                    if !again.is_empty() {
-                        self.metrics.dedup_in_flight_waits.fetch_add(1, Relaxed);
-                    }
-                    todo = again;
-                }
+        loop {
+            match self.dedup.claim(owner, keys).await {
+                Ok(c) => return Ok(c),
                 Err(e) => {
                     self.metrics.dedup_errors.fetch_add(1, Relaxed);
+                    if Instant::now() >= deadline {
+                        self.metrics.failed_batches.fetch_add(1, Relaxed);
+                        return Err(Error::Unavailable(format!(
+                            "dedup store {} unavailable for {:?} ({e}): send the batch again",
+                            self.dedup.kind(),
+                            self.dedup_patience
+                        )));
+                    }
                     tracing::warn!("dedup {}: {e}; retrying", self.dedup.kind());
                 }
-            }
-            if todo.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                // Release what was claimed: the batch is sent again.
-                let mine: Vec<&str> = claims
-                    .iter()
-                    .zip(keys)
-                    .filter(|(c, _)| **c == Claim::New)
-                    .map(|(_, k)| *k)
-                    .collect();
-                let _ = self.dedup.release(owner, &mine).await;
-                return Err(Error::Unavailable(format!(
-                    "dedup store {} unavailable, or {} records still being delivered by another batch, after {:?}",
-                    self.dedup.kind(),
-                    todo.len(),
-                    self.dedup_patience
-                )));
             }
             attempt += 1;
             tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(5)).min(1000))).await;
         }
-        Ok(claims)
     }
 
     /// Marks delivered keys seen, retrying store errors for a while: the records are delivered

@@ -525,3 +525,82 @@ async fn a_copy_is_not_a_duplicate_until_its_first_copy_was_delivered() {
     b.stop().await;
     assert!(jsonl(&tmp.path().join("out-b")).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_source_passes_the_source_conformance_suite() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        "data_dir = \"{d}/data\"\n[[stream.routes]]\nname = \"everything\"\nsink = {{ kind = \"file\", path = \"{d}/all\" }}\n"
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let url = svc.url("/v1/logs");
+    support::sources::run(|lines| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            post_until_ok(&client, &url, &lines, Duration::from_secs(30)).await;
+        }
+    })
+    .await;
+    svc.stop().await;
+    support::sources::check(
+        &jsonl(&tmp.path().join("all")),
+        &jsonl(&tmp.path().join("data/quarantine")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_elsewhere() {
+    use bitacora_stream::dedup::{DedupStore, RedisDedup};
+    let redis = Redis::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        "data_dir = \"{d}/data\"\n[stream.dedup]\nkind = \"redis\"\nurl = \"{}\"\nclaim_secs = 30\n[[stream.routes]]\nname = \"r\"\nsink = {{ kind = \"file\", path = \"{d}/out\" }}\n",
+        redis.url()
+    ))
+    .await;
+    // Another batch (elsewhere) holds a claim on ev-1 and has not delivered it yet.
+    let other = RedisDedup::connect(
+        &redis.url(),
+        "bitacora:seen:",
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    other.claim("elsewhere", &["ev-1"]).await.unwrap();
+    let client = reqwest::Client::new();
+    let lines = vec![message(1, "tap"), message(2, "tap")];
+    let answer = tokio::spawn({
+        let (c, u) = (client.clone(), svc.url("/v1/logs"));
+        async move { post(&c, &u, &lines).await }
+    });
+    // ev-2 is delivered (and visible once the part closes) while ev-1 waits: no batch waits
+    // for another while holding claims of its own undelivered.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = svc.metrics().await;
+        if metric(&m, "bitacora_stream_route_delivered_total{route=\"r\"}") == 1.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "ev-2 not delivered while ev-1 was in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!answer.is_finished());
+    other.commit("elsewhere", &["ev-1"]).await.unwrap();
+    let (status, body) = answer.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"accepted": 1, "duplicates": 1, "quarantined": 0})
+    );
+    svc.stop().await;
+    let rows = jsonl(&tmp.path().join("out"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["event_id"], "ev-2");
+}

@@ -58,7 +58,9 @@ fn default_buffer() -> usize {
 pub struct BatchConfig {
     pub max_records: usize,
     pub max_bytes: usize,
-    /// How long a batch waits for more records before it is sent.
+    /// How long a batch waits for more records before it is sent. 0: it takes what is queued
+    /// and goes (batches grow with the load by themselves; a producer waiting for its answer
+    /// is not kept waiting).
     pub linger_ms: u64,
 }
 
@@ -67,7 +69,7 @@ impl Default for BatchConfig {
         BatchConfig {
             max_records: 1000,
             max_bytes: 4 << 20,
-            linger_ms: 100,
+            linger_ms: 0,
         }
     }
 }
@@ -354,17 +356,26 @@ async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
         };
         let mut bytes = first.record.len();
         let mut batch = vec![first];
+        // Everything already waiting goes into this batch (group commit: under load batches
+        // grow by themselves); then, with a linger, wait that long for more.
         let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < max_records && !closed {
-            let next = tokio::select! {
-                i = rx.recv() => i,
-                _ = tokio::time::sleep_until(deadline) => break,
+        while batch.len() < max_records && !closed && held.is_none() {
+            let next = match rx.try_recv() {
+                Ok(i) => Some(i),
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if linger.is_zero() || tokio::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    tokio::select! {
+                        biased;
+                        i = rx.recv() => i,
+                        _ = tokio::time::sleep_until(deadline) => break,
+                    }
+                }
             };
             match next {
-                Some(i) if bytes + i.record.len() > max_bytes => {
-                    held = Some(i);
-                    break;
-                }
+                Some(i) if bytes + i.record.len() > max_bytes => held = Some(i),
                 Some(i) => {
                     bytes += i.record.len();
                     batch.push(i);

@@ -358,3 +358,5 @@ impl Drop for Peer {
         }
     }
 }
+
+pub mod sources;
