@@ -820,7 +820,15 @@ fn one_of(expected: &str) -> String {
 }
 
 fn lookup<'a>(doc: &'a toml::Value, key: &str) -> Option<&'a toml::Value> {
-    key.split('.').try_fold(doc, |v, part| v.get(part))
+    // Dotted keys, with `[n]` for array elements (`routes[0].name`).
+    key.split('.').try_fold(doc, |v, part| {
+        let mut pieces = part.split('[');
+        let mut v = v.get(pieces.next()?)?;
+        for index in pieces {
+            v = v.get(index.strip_suffix(']')?.parse::<usize>().ok()?)?;
+        }
+        Some(v)
+    })
 }
 
 /// serde's name of the expected type, in the words of the configuration.
@@ -1270,7 +1278,7 @@ mod tests {
             ("lake = 3\n", "lake: expected a table, got 3"),
             (
                 "[nope]\n",
-                "nope: unknown section (expected one of source, lake, encryption, catalog, query, extract, transform)",
+                "nope: unknown section (expected one of source, lake, encryption, catalog, query, extract, transform, stream)",
             ),
         ];
         for (doc, want) in cases {
