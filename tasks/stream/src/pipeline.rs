@@ -264,7 +264,7 @@ impl Pipeline {
             bitacora_model::routed::write_rejected(
                 rej,
                 self.normalizer.log_group(),
-                received_ms * 1000,
+                received_ms.saturating_mul(1000),
                 &mut json,
             )
             .map_err(|e| Error::Unavailable(format!("quarantine record: {e}")))?;

@@ -347,8 +347,10 @@ async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(_) => {
-                    if let Err(e) = p.sink.tick().await {
-                        tracing::warn!("route {}: {e}", p.name);
+                    for s in [&p.sink, &p.dead_letter] {
+                        if let Err(e) = s.tick().await {
+                            tracing::warn!("route {}: {e}", p.name);
+                        }
                     }
                     continue;
                 }
