@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchLimits, Sent, Sink, http_client, retryable_status};
+use super::{BatchLimits, Sent, Sink, http_client, post_ndjson, retryable_status, validate_http};
 use crate::record::SinkRecord;
 use crate::{Error, Result};
 
@@ -38,32 +38,13 @@ fn default_max_bytes() -> usize {
 
 impl HttpSinkConfig {
     pub fn validate(&self, key: &str) -> bitacora_core::Result<()> {
-        let ok = url::Url::parse(&self.url)
-            .ok()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !ok {
-            return Err(bitacora_core::Error::config(
-                format!("{key}.url"),
-                format!("expected an http:// or https:// URL, got {:?}", self.url),
-            ));
-        }
-        for (name, value) in &self.headers {
-            if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
-                || reqwest::header::HeaderValue::from_str(value).is_err()
-            {
-                return Err(bitacora_core::Error::config(
-                    format!("{key}.headers.{name}"),
-                    "not a valid HTTP header",
-                ));
-            }
-        }
-        if self.max_records == 0 || self.max_bytes < 1024 || self.timeout_secs == 0 {
-            return Err(bitacora_core::Error::config(
-                format!("{key}.max_records"),
-                "max_records ≥ 1, max_bytes ≥ 1024 and timeout_secs ≥ 1",
-            ));
-        }
-        Ok(())
+        validate_http(
+            key,
+            "url",
+            &self.url,
+            &self.headers,
+            (self.timeout_secs, self.max_records, self.max_bytes),
+        )
     }
 }
 
@@ -103,19 +84,15 @@ impl Sink for HttpSink {
             body.extend_from_slice(&r.json);
             body.push(b'\n');
         }
-        let mut req = self
-            .client
-            .post(&self.config.url)
-            .header("content-type", "application/x-ndjson");
-        for (k, v) in &self.config.headers {
-            req = req.header(k, v);
-        }
         let name = self.describe();
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Error::sink(&name, format!("{e}"), true))?;
+        let resp = post_ndjson(
+            &self.client,
+            &self.config.url,
+            &self.config.headers,
+            body,
+            &name,
+        )
+        .await?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
             return Ok(Sent::all());

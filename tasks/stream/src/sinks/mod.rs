@@ -114,6 +114,63 @@ pub(crate) fn http_client(timeout_secs: u64) -> Result<reqwest::Client> {
         .map_err(|e| crate::Error::sink("http client", e.to_string(), false))
 }
 
+/// Checks what every HTTP-based sink is given: an http(s) URL at `{key}.{field}`, valid headers,
+/// and usable batch and timeout bounds.
+pub(crate) fn validate_http(
+    key: &str,
+    field: &str,
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    (timeout_secs, max_records, max_bytes): (u64, usize, usize),
+) -> bitacora_core::Result<()> {
+    let ok = url::Url::parse(url)
+        .ok()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
+    if !ok {
+        return Err(bitacora_core::Error::config(
+            format!("{key}.{field}"),
+            format!("expected an http:// or https:// URL, got {url:?}"),
+        ));
+    }
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
+            return Err(bitacora_core::Error::config(
+                format!("{key}.headers.{name}"),
+                "not a valid HTTP header",
+            ));
+        }
+    }
+    if max_records == 0 || max_bytes < 1024 || timeout_secs == 0 {
+        return Err(bitacora_core::Error::config(
+            format!("{key}.max_records"),
+            "max_records ≥ 1, max_bytes ≥ 1024 and timeout_secs ≥ 1",
+        ));
+    }
+    Ok(())
+}
+
+/// POSTs an NDJSON body with the sink's extra headers; a failure to get an answer is retryable.
+pub(crate) async fn post_ndjson(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    body: Vec<u8>,
+    sink: &str,
+) -> Result<reqwest::Response> {
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/x-ndjson");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.body(body)
+        .send()
+        .await
+        .map_err(|e| crate::Error::sink(sink, e.to_string(), true))
+}
+
 /// Whether an HTTP status means "send again" (throttling, server errors, timeouts).
 pub(crate) fn retryable_status(status: u16) -> bool {
     status == 408 || status == 429 || status >= 500

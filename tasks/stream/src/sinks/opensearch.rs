@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{BatchLimits, Sent, Sink, http_client, retryable_status};
+use super::{BatchLimits, Sent, Sink, http_client, post_ndjson, retryable_status, validate_http};
 use crate::record::SinkRecord;
 use crate::{Error, Result};
 
@@ -43,18 +43,13 @@ fn default_max_bytes() -> usize {
 
 impl OpenSearchSinkConfig {
     pub fn validate(&self, key: &str) -> bitacora_core::Result<()> {
-        let ok = url::Url::parse(&self.endpoint)
-            .ok()
-            .is_some_and(|u| matches!(u.scheme(), "http" | "https"));
-        if !ok {
-            return Err(bitacora_core::Error::config(
-                format!("{key}.endpoint"),
-                format!(
-                    "expected an http:// or https:// URL, got {:?}",
-                    self.endpoint
-                ),
-            ));
-        }
+        validate_http(
+            key,
+            "endpoint",
+            &self.endpoint,
+            &self.headers,
+            (self.timeout_secs, self.max_records, self.max_bytes),
+        )?;
         let name = self.index.replace("{dt}", "2026-01-01");
         let valid = !name.is_empty()
             && !name.starts_with(['_', '-', '+'])
@@ -68,12 +63,6 @@ impl OpenSearchSinkConfig {
                     "{:?} is not a valid index name (lowercase letters, digits, - _ . and {{dt}})",
                     self.index
                 ),
-            ));
-        }
-        if self.max_records == 0 || self.max_bytes < 1024 || self.timeout_secs == 0 {
-            return Err(bitacora_core::Error::config(
-                format!("{key}.max_records"),
-                "max_records ≥ 1, max_bytes ≥ 1024 and timeout_secs ≥ 1",
             ));
         }
         Ok(())
@@ -153,19 +142,8 @@ impl Sink for OpenSearchSink {
             body.extend_from_slice(&r.json);
             body.push(b'\n');
         }
-        let mut req = self
-            .client
-            .post(&self.url)
-            .header("content-type", "application/x-ndjson");
-        for (k, v) in &self.config.headers {
-            req = req.header(k, v);
-        }
         let name = self.describe();
-        let resp = req
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Error::sink(&name, e.to_string(), true))?;
+        let resp = post_ndjson(&self.client, &self.url, &self.config.headers, body, &name).await?;
         let status = resp.status().as_u16();
         let text = resp
             .text()
