@@ -29,8 +29,8 @@ pub struct StreamConfig {
     /// Records in flight in the whole service (accepted, not yet acknowledged); when a batch does
     /// not fit, ingest answers 429 with `Retry-After`.
     pub queue_records: u64,
-    /// A request's whole time budget (reading a slow client's body, dedup, delivery): past it the
-    /// answer is 503 and the client sends the batch again.
+    /// Time to receive a request's body (408 past it), and again to deliver the batch (503 past
+    /// it: the client sends it again; the batch itself still runs to its end).
     pub request_timeout_secs: u64,
     /// SIGTERM/SIGINT: how long in-flight batches may take to finish before the service exits.
     pub drain_secs: u64,
@@ -128,6 +128,15 @@ impl Component for StreamConfig {
         }
         self.dedup.validate()?;
         self.source.validate()?;
+        if self.source.kind == crate::sources::SourceKind::Kinesis
+            && self.source.redis_url.is_none()
+            && self.dedup.kind != crate::dedup::DedupKind::Redis
+        {
+            return Err(Error::config(
+                "stream.source.redis_url",
+                "kind = \"kinesis\" keeps its shard leases and checkpoints in Redis: set stream.source.redis_url, or use stream.dedup.kind = \"redis\" (its url is used)",
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             r.validate(i)?;
@@ -138,8 +147,31 @@ impl Component for StreamConfig {
                 ));
             }
         }
+        if names.contains("quarantine") {
+            return Err(Error::config(
+                "stream.routes.name",
+                "\"quarantine\" is the quarantine's own route (its metrics, its dead letters): name the route otherwise",
+            ));
+        }
         if let Some(q) = &self.quarantine {
             q.sink.validate("stream.quarantine.sink")?;
+        }
+        // Two file sinks writing one folder would take each other's parts for their own.
+        let mut folders: std::collections::BTreeMap<PathBuf, String> = Default::default();
+        for (key, sink) in self.all_sinks() {
+            if let SinkConfig::File(f) = &sink {
+                let path = f.path.components().collect::<PathBuf>();
+                if let Some(first) = folders.get(&path) {
+                    return Err(Error::config(
+                        format!("{key}.path"),
+                        format!(
+                            "{} is also the folder of {first}: give each file sink its own folder",
+                            f.path.display()
+                        ),
+                    ));
+                }
+                folders.insert(path, key);
+            }
         }
         Ok(())
     }
@@ -171,6 +203,33 @@ impl StreamConfig {
             ));
         }
         Ok(Some(token))
+    }
+
+    /// Every sink the service opens, with the key it is set at (defaults included).
+    fn all_sinks(&self) -> Vec<(String, SinkConfig)> {
+        let mut all = vec![
+            ("stream.quarantine.sink".to_string(), self.quarantine_sink()),
+            (
+                "stream.quarantine (its dead letters)".to_string(),
+                SinkConfig::file(self.dead_letter_dir("quarantine")),
+            ),
+        ];
+        for (i, r) in self.routes.iter().enumerate() {
+            all.push((format!("stream.routes[{i}].sink"), r.sink.clone()));
+            all.push(match &r.dead_letter {
+                Some(d) => (format!("stream.routes[{i}].dead_letter"), d.clone()),
+                None => (
+                    format!("stream.routes[{i}].dead_letter (default)"),
+                    SinkConfig::file(self.dead_letter_dir(&r.name)),
+                ),
+            });
+        }
+        all
+    }
+
+    /// The default dead-letter folder of a route.
+    pub fn dead_letter_dir(&self, route: &str) -> PathBuf {
+        self.data_dir.join("dead-letter").join(route)
     }
 
     /// The quarantine sink: the configured one, else `data_dir/quarantine` files.

@@ -65,6 +65,17 @@ impl Error {
         }
     }
 
+    /// Whether trying again may succeed: a sink that said so, local I/O (a full disk, a
+    /// folder being remounted), the dedup store, a component busy or restarting. A refusal for
+    /// good (configuration, a sink that rejects the batch itself) is not.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Sink { retryable, .. } => *retryable,
+            Error::Io { .. } | Error::Dedup { .. } | Error::Unavailable(_) => true,
+            Error::Config { .. } | Error::Core(_) => false,
+        }
+    }
+
     /// Exit code of the command-line contract: 2 for bad configuration, 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -71,13 +71,28 @@ pub struct RouteMetrics {
     pub delivered: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub failed_sends: AtomicU64,
+    /// Records neither delivered nor taken by the dead letters (their batch fails: resent).
+    pub dead_letter_failures: AtomicU64,
     pub retried_records: AtomicU64,
     pub buffered: AtomicU64,
     pub latency: Histogram,
 }
 
+/// Per Kinesis shard.
+#[derive(Default)]
+pub struct ShardMetrics {
+    pub shard: String,
+    pub records_in: AtomicU64,
+    /// `MillisBehindLatest` of the last GetRecords.
+    pub millis_behind: AtomicU64,
+    /// 1 while this instance holds the shard's lease.
+    pub leased: AtomicU64,
+    pub throttled: AtomicU64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
+    shards: Mutex<Vec<Arc<ShardMetrics>>>,
     pub records_in: AtomicU64,
     pub batches_in: AtomicU64,
     pub accepted: AtomicU64,
@@ -90,6 +105,8 @@ pub struct Metrics {
     pub dedup_errors: AtomicU64,
     pub dedup_in_flight_waits: AtomicU64,
     pub dedup_commit_failures: AtomicU64,
+    /// Claims renewed by batches delivering for longer than a third of claim_secs.
+    pub dedup_renewals: AtomicU64,
     /// Receive → every route accepted (seconds).
     pub batch_latency: Histogram,
     routes: Mutex<Vec<Arc<RouteMetrics>>>,
@@ -112,6 +129,76 @@ impl Metrics {
         r
     }
 
+    pub fn shard(&self, shard: &str) -> Arc<ShardMetrics> {
+        let mut shards = self
+            .shards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(s) = shards.iter().find(|s| s.shard == shard) {
+            return s.clone();
+        }
+        let s = Arc::new(ShardMetrics {
+            shard: shard.to_string(),
+            ..Default::default()
+        });
+        shards.push(s.clone());
+        s
+    }
+
+    fn render_shards(&self, out: &mut String) {
+        let shards = self
+            .shards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if shards.is_empty() {
+            return;
+        }
+        type Series = (
+            &'static str,
+            &'static str,
+            fn(&ShardMetrics) -> &AtomicU64,
+            &'static str,
+        );
+        let series: [Series; 4] = [
+            (
+                "bitacora_stream_shard_records_in_total",
+                "Records read from a Kinesis shard",
+                |s| &s.records_in,
+                "counter",
+            ),
+            (
+                "bitacora_stream_shard_millis_behind_latest",
+                "MillisBehindLatest of a shard's last GetRecords",
+                |s| &s.millis_behind,
+                "gauge",
+            ),
+            (
+                "bitacora_stream_shard_leased",
+                "1 while this instance holds the shard's lease",
+                |s| &s.leased,
+                "gauge",
+            ),
+            (
+                "bitacora_stream_shard_throttled_total",
+                "GetRecords calls throttled (ProvisionedThroughputExceeded)",
+                |s| &s.throttled,
+                "counter",
+            ),
+        ];
+        for (name, help, get, kind) in series {
+            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+            for s in &shards {
+                let _ = writeln!(
+                    out,
+                    "{name}{{shard=\"{}\"}} {}",
+                    s.shard,
+                    get(s).load(Relaxed)
+                );
+            }
+        }
+    }
+
     pub fn routes(&self) -> Vec<Arc<RouteMetrics>> {
         self.routes
             .lock()
@@ -122,7 +209,7 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, source: &str) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 11] = [
+        let counters: [(&str, &str, &AtomicU64); 12] = [
             (
                 "bitacora_stream_records_in_total",
                 "Records received",
@@ -178,6 +265,11 @@ impl Metrics {
                 "Delivered records whose seen mark could not be written",
                 &self.dedup_commit_failures,
             ),
+            (
+                "bitacora_stream_dedup_claim_renewals_total",
+                "Claim renewals of batches delivering for longer than a third of claim_secs",
+                &self.dedup_renewals,
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -207,7 +299,7 @@ impl Metrics {
             fn(&RouteMetrics) -> &AtomicU64,
             &'static str,
         );
-        let per_route: [Series; 5] = [
+        let per_route: [Series; 6] = [
             (
                 "bitacora_stream_route_delivered_total",
                 "Records a route's sink took",
@@ -218,6 +310,12 @@ impl Metrics {
                 "bitacora_stream_route_dead_lettered_total",
                 "Records written to a route's dead letters",
                 |r| &r.dead_lettered,
+                "counter",
+            ),
+            (
+                "bitacora_stream_route_dead_letter_failures_total",
+                "Records the dead letters did not take either (their batch is refused and sent again)",
+                |r| &r.dead_letter_failures,
                 "counter",
             ),
             (
@@ -261,6 +359,7 @@ impl Metrics {
                 &format!("route=\"{}\"", r.name),
             );
         }
+        self.render_shards(&mut out);
         out
     }
 }

@@ -87,6 +87,18 @@ impl Pipeline {
         let mut events = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
         for (r, e) in records.iter().zip(&envelopes) {
+            if let Some(detail) = &r.broken {
+                let rej = bitacora_model::model::Rejected {
+                    reason: bitacora_model::model::Reason::BrokenEnvelope,
+                    detail: detail.clone(),
+                    log_stream: None,
+                    source_event_id: Some(std::borrow::Cow::Borrowed(&r.event_id)),
+                    source_timestamp: None,
+                    raw: std::borrow::Cow::Borrowed(&r.raw),
+                };
+                rejected.push((rej, r.ingestion_ms));
+                continue;
+            }
             match self.normalizer.normalize_envelope(e, &r.raw) {
                 Ok(ev) => events.push(ev),
                 Err(rej) => rejected.push((rej, r.ingestion_ms)),
@@ -164,13 +176,16 @@ impl Pipeline {
             return Ok(());
         }
         let keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
-        let delivered = match self.hand_over(fresh, rejected, outcome).await {
-            Ok(ticket) => ticket.wait().await,
-            Err(e) => {
-                tracing::warn!("batch {owner}: {e}");
-                false
+        let work = async {
+            match self.hand_over(fresh, rejected, outcome).await {
+                Ok(ticket) => ticket.wait().await,
+                Err(e) => {
+                    tracing::warn!("batch {owner}: {e}");
+                    false
+                }
             }
         };
+        let delivered = self.renewing_claims(owner, &keys, work).await;
         if !delivered {
             self.metrics.failed_batches.fetch_add(1, Relaxed);
             if let Err(e) = self.dedup.release(owner, &keys).await {
@@ -183,6 +198,33 @@ impl Pipeline {
         }
         self.commit(owner, &keys).await;
         Ok(())
+    }
+
+    /// Runs `work` (the delivery of a round) while renewing the round's claims every third of
+    /// `claim_secs`: a delivery slower than that (a route retrying, a full buffer) keeps its
+    /// keys, so no copy elsewhere is delivered meanwhile; a dead instance's claims still expire.
+    async fn renewing_claims<F: Future<Output = bool>>(
+        &self,
+        owner: &str,
+        keys: &[&str],
+        work: F,
+    ) -> bool {
+        let every = (self.dedup_patience / 3).max(Duration::from_millis(50));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tick.tick() => {
+                    self.metrics.dedup_renewals.fetch_add(1, Relaxed);
+                    if let Err(e) = self.dedup.extend(owner, keys).await {
+                        self.metrics.dedup_errors.fetch_add(1, Relaxed);
+                        tracing::warn!("batch {owner}: renewing its dedup claims: {e}");
+                    }
+                }
+            }
+        }
     }
 
     /// Claims the keys, retrying store errors until `deadline`.

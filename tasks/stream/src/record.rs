@@ -45,9 +45,25 @@ pub struct Incoming {
     pub event_id: String,
     /// The record as it arrived (the quarantine's `raw`).
     pub raw: String,
+    /// Set when the source could not read the record at all (a broken Kinesis payload): it goes
+    /// to the quarantine as `broken_envelope` with this detail.
+    pub broken: Option<String>,
 }
 
 impl Incoming {
+    /// A record the source could not read: quarantined with `detail`, `raw` kept.
+    pub fn broken(received_ms: i64, id: &str, detail: String, raw: String) -> Self {
+        Incoming {
+            timestamp_ms: received_ms,
+            ingestion_ms: received_ms,
+            message: String::new(),
+            log_stream: String::new(),
+            event_id: id.to_string(),
+            raw,
+            broken: Some(detail),
+        }
+    }
+
     pub fn envelope(&self) -> Envelope<'_> {
         Envelope {
             timestamp: self.timestamp_ms,
@@ -78,6 +94,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
                 .map_or_else(|| log_stream.to_string(), Cow::into_owned),
             event_id: e.event_id.map_or_else(|| line_hash(line), Cow::into_owned),
             raw: line.to_string(),
+            broken: None,
         };
     }
     Incoming {
@@ -87,6 +104,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
         log_stream: log_stream.to_string(),
         event_id: line_hash(line),
         raw: line.to_string(),
+        broken: None,
     }
 }
 

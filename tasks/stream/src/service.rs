@@ -80,10 +80,9 @@ pub async fn run(
         );
     }
     let q_sink = stream.quarantine_sink().build(&instance).await?;
-    let q_dead =
-        crate::sinks::SinkConfig::file(stream.data_dir.join("dead-letter").join("quarantine"))
-            .build(&instance)
-            .await?;
+    let q_dead = crate::sinks::SinkConfig::file(stream.dead_letter_dir("quarantine"))
+        .build(&instance)
+        .await?;
     tracing::info!("quarantine → {}", q_sink.describe());
     let (quarantine, q_handle) = RouteParts {
         name: "quarantine".into(),
@@ -120,18 +119,13 @@ pub async fn run(
                 stream.queue_records.min(Semaphore::MAX_PERMITS as u64) as usize,
             )),
             timeout: Duration::from_secs(stream.request_timeout_secs),
-            log_stream: stream.source.log_stream.clone(),
+            log_stream: stream.source.default_log_stream(),
         })),
         SourceKind::Kinesis => None,
     };
     let source: Arc<dyn StreamSource> = match &ingest {
         Some(s) => s.clone(),
-        None => {
-            return Err(crate::Error::config(
-                "stream.source.kind",
-                "kinesis is not in this build yet",
-            ));
-        }
+        None => kinesis_source(stream, &pipeline.instance).await?,
     };
     let server = Arc::new(Server {
         pipeline: pipeline.clone(),
@@ -186,6 +180,23 @@ pub async fn run(
         failed_batches: metrics.failed_batches.load(Relaxed),
         routes,
     })
+}
+
+/// The Kinesis source of `[stream.source]` (builds with the `aws` feature).
+#[cfg(feature = "aws")]
+async fn kinesis_source(stream: &StreamConfig, instance: &str) -> Result<Arc<dyn StreamSource>> {
+    let source =
+        crate::sources::kinesis::KinesisSource::new(&stream.source, &stream.dedup.url, instance)
+            .await?;
+    Ok(Arc::new(source))
+}
+
+#[cfg(not(feature = "aws"))]
+async fn kinesis_source(_: &StreamConfig, _: &str) -> Result<Arc<dyn StreamSource>> {
+    Err(crate::Error::config(
+        "stream.source.kind",
+        "\"kinesis\" needs a build with the AWS backends: cargo build --release --features bitacora/aws",
+    ))
 }
 
 fn describe_match(c: &crate::routes::RouteConfig) -> String {

@@ -604,3 +604,151 @@ async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_el
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["event_id"], "ev-2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_that_fail_too_refuse_the_batch_and_keep_other_routes_flowing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let down = Peer::start(|_| (503, "maintenance".into())).await;
+    let dead_ok = Arc::new(AtomicBool::new(false));
+    let flag = dead_ok.clone();
+    let dead = Peer::start(move |_| {
+        if flag.load(Ordering::SeqCst) {
+            (200, "ok".into())
+        } else {
+            (500, "dead letters down too".into())
+        }
+    })
+    .await;
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+request_timeout_secs = 10
+[[stream.routes]]
+name = "files"
+sink = {{ kind = "file", path = "{d}/files" }}
+[[stream.routes]]
+name = "hook"
+sink = {{ kind = "http", url = "{}" }}
+dead_letter = {{ kind = "http", url = "{}" }}
+retry = {{ max_attempts = 2, initial_backoff_ms = 10, max_backoff_ms = 20 }}
+"#,
+        down.url("/hook"),
+        dead.url("/dead")
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let lines: Vec<String> = (0..20).map(|i| message(i, "purchase")).collect();
+    let started = std::time::Instant::now();
+    let (status, body) = post(&client, &svc.url("/v1/logs"), &lines).await;
+    assert_eq!(
+        status, 503,
+        "neither the sink nor its dead letters took it: {body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "bounded, not stalled"
+    );
+    let m = svc.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bitacora_stream_route_dead_letter_failures_total{route=\"hook\"}"
+        ),
+        20.0
+    );
+    // The route is not stalled: another batch goes through the other route meanwhile (and is
+    // refused as a whole, since it matches the failing route too).
+    let more: Vec<String> = (100..110).map(|i| message(i, "purchase")).collect();
+    let (status, _) = post(&client, &svc.url("/v1/logs"), &more).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        dead.bodies.lock().unwrap().len(),
+        4,
+        "2 attempts × 2 batches"
+    );
+    // The dead letters come back: the resent batch is dead-lettered and acknowledged, and the
+    // first attempt's records are not duplicates (their claims were released).
+    dead_ok.store(true, Ordering::SeqCst);
+    let v = post_until_ok(
+        &client,
+        &svc.url("/v1/logs"),
+        &lines,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(v["accepted"], 20, "{v}");
+    assert_eq!(v["duplicates"], 0, "{v}");
+    let m = svc.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "bitacora_stream_route_dead_lettered_total{route=\"hook\"}"
+        ),
+        20.0
+    );
+    svc.stop().await;
+    let last = dead.bodies.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.1.lines().count(), 20, "one dead-letter batch of 20");
+    assert!(last.1.contains("\"route\":\"hook\""), "{}", last.1);
+    // Files got every record at least once (at-least-once: the refused tries wrote them too).
+    let files = counts(&jsonl(&tmp.path().join("files")));
+    assert_eq!(files.len(), 30, "{files:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_slower_than_claim_secs_keeps_its_claims() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    // The hook takes 2.5 s per batch; claims last 1 s unless renewed.
+    let slow = Peer::start(|_| {
+        std::thread::sleep(Duration::from_millis(2500));
+        (200, "ok".into())
+    })
+    .await;
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+[stream.dedup]
+kind = "memory"
+claim_secs = 1
+[[stream.routes]]
+name = "hook"
+sink = {{ kind = "http", url = "{}" }}
+"#,
+        slow.url("/hook")
+    ))
+    .await;
+    let client = reqwest::Client::new();
+    let lines: Vec<String> = (0..10).map(|i| message(i, "purchase")).collect();
+    let first = {
+        let (client, url, lines) = (client.clone(), svc.url("/v1/logs"), lines.clone());
+        tokio::spawn(async move { post(&client, &url, &lines).await })
+    };
+    // A copy arrives while the first is being delivered, after its first claim would expire.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // It waits for the first (a 503 after claim_secs of waiting: the producer sends it again).
+    let copy = post_until_ok(
+        &client,
+        &svc.url("/v1/logs"),
+        &lines,
+        Duration::from_secs(10),
+    )
+    .await;
+    let (first_status, first) = first.await.unwrap();
+    assert_eq!(first_status, 200, "{first}");
+    assert_eq!(first["accepted"], 10);
+    assert_eq!(
+        copy["duplicates"], 10,
+        "the copy waited for the first: {copy}"
+    );
+    let m = svc.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "bitacora_stream_dedup_claim_renewals_total{source=\"http\"}"
+        ) >= 1.0
+    );
+    svc.stop().await;
+    assert_eq!(slow.bodies.lock().unwrap().len(), 1, "delivered once");
+}

@@ -73,6 +73,28 @@ where
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(d.claim("b", &["c1", "s1"]).await.unwrap(), vec![New, New]);
 
+    // A holder that renews its claim keeps it past claim_secs; nobody else can renew it.
+    let d = make(long, short).await;
+    assert_eq!(
+        d.claim("a", &["slow", "other"]).await.unwrap(),
+        vec![New, New]
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        d.extend("a", &["slow"]).await.unwrap();
+        d.extend("b", &["other"]).await.unwrap();
+    }
+    assert_eq!(
+        d.claim("b", &["slow", "other"]).await.unwrap(),
+        vec![InFlight, New],
+        "{}: a renewed claim is held 600 ms after a 400 ms claim; the other expired",
+        d.kind()
+    );
+    // Renewing a released key does not bring it back.
+    d.release("a", &["slow"]).await.unwrap();
+    d.extend("a", &["slow"]).await.unwrap();
+    assert_eq!(d.claim("c", &["slow"]).await.unwrap(), vec![New]);
+
     // A commit after the claim expired still marks the delivered key seen.
     let d = make(long, short).await;
     assert_eq!(d.claim("a", &["late"]).await.unwrap(), vec![New]);

@@ -159,6 +159,26 @@ impl DedupStore for MemoryDedup {
         }
         Ok(())
     }
+
+    async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        for key in keys {
+            let mine = matches!(
+                inner.keys.get(*key).map(|e| &e.state),
+                Some(State::Claimed { owner: o, until }) if o == owner && *until > now
+            );
+            if mine {
+                // Marked again: a live claim also moves to the back of the eviction order.
+                let state = State::Claimed {
+                    owner: owner.to_string(),
+                    until: now + self.claim_ttl,
+                };
+                inner.mark(key, state, self.max_keys);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,10 @@ pub trait DedupStore: Send + Sync {
     async fn commit(&self, owner: &str, keys: &[&str]) -> Result<()>;
     /// Drops the caller's claims on keys whose records were not delivered.
     async fn release(&self, owner: &str, keys: &[&str]) -> Result<()>;
+    /// Renews the caller's claims for another `claim_secs` (a batch whose delivery takes
+    /// longer — a route retrying, a full buffer — keeps them; a dead holder's still expire).
+    /// Keys the caller no longer holds are left as they are.
+    async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()>;
 }
 
 /// `[stream.dedup]`.

@@ -21,4 +21,7 @@ impl DedupStore for NoDedup {
     async fn release(&self, _owner: &str, _keys: &[&str]) -> Result<()> {
         Ok(())
     }
+    async fn extend(&self, _owner: &str, _keys: &[&str]) -> Result<()> {
+        Ok(())
+    }
 }

@@ -16,6 +16,8 @@ use crate::{Error, Result};
 const SEEN: &str = "=";
 /// Deletes a key only if it still holds the caller's claim.
 const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+/// Renews a key's expiry only if it still holds the caller's claim.
+const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
 
 pub struct RedisDedup {
     conn: ConnectionManager,
@@ -53,6 +55,24 @@ impl RedisDedup {
                     bitacora_model::one_line(&e.to_string())
                 ),
             })?;
+        // `SET … NX GET` is Redis 7's: an older server would refuse every claim at run time.
+        let mut probe = conn.clone();
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query_async(&mut probe)
+            .await
+            .map_err(err)?;
+        if let Some(v) = server_version(&info)
+            && v < (7, 0)
+        {
+            return Err(Error::config(
+                "stream.dedup.url",
+                format!(
+                    "{url} runs Redis {}.{}: the dedup needs Redis 7 or later (SET … NX GET)",
+                    v.0, v.1
+                ),
+            ));
+        }
         Ok(RedisDedup {
             conn,
             prefix: prefix.to_string(),
@@ -67,6 +87,15 @@ impl RedisDedup {
         s.push_str(k);
         s
     }
+}
+
+/// `redis_version:7.0.15` of `INFO server` (Valkey and ElastiCache report it too).
+fn server_version(info: &str) -> Option<(u32, u32)> {
+    let v = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let mut parts = v.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
 }
 
 #[async_trait]
@@ -134,5 +163,37 @@ impl DedupStore for RedisDedup {
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(err)
+    }
+
+    async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.cmd("EVAL")
+                .arg(EXTEND)
+                .arg(1)
+                .arg(self.key(k))
+                .arg(owner)
+                .arg(self.claim_ms)
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_server_version() {
+        let info = "# Server\r\nredis_version:7.0.15\r\nredis_mode:standalone\r\n";
+        assert_eq!(super::server_version(info), Some((7, 0)));
+        assert_eq!(
+            super::server_version("redis_version:6.2.14\r\n"),
+            Some((6, 2))
+        );
+        assert_eq!(super::server_version("nothing"), None);
     }
 }

@@ -446,13 +446,9 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                     );
                 }
             }
-            Err(Error::Sink {
-                message,
-                retryable: true,
-                ..
-            }) => {
+            Err(e) if e.is_retryable() => {
                 p.metrics.failed_sends.fetch_add(1, Ordering::Relaxed);
-                last_error = message;
+                last_error = e.to_string();
                 retry_idx.extend(0..pending.len());
             }
             Err(e) => {
@@ -488,12 +484,15 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
     }
 }
 
-/// Writes records to the route's dead letters, each wrapped with its route, reason and attempts;
-/// retried until the dead-letter sink takes them (they are not acknowledged before).
+/// Writes records to the route's dead letters, each wrapped with its route, reason and attempts,
+/// in batches within the dead-letter sink's limits, resending only what it did not take — up to
+/// `retry.max_attempts` times. What it still has not taken then is not acknowledged: its batch
+/// fails (the sender gets a 503 and sends it again), so the route keeps flowing and nothing is
+/// lost.
 async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
     let now = bitacora_model::routed::rfc3339_micros(crate::record::now_ms() * 1000);
-    let records: Vec<SinkRecord> = items
-        .iter()
+    let mut pending: Vec<(SinkRecord, Done)> = items
+        .into_iter()
         .map(|(item, why, attempts)| {
             let head = serde_json::json!({
                 "route": p.name,
@@ -508,40 +507,105 @@ async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
             json.extend_from_slice(b",\"record\":");
             json.extend_from_slice(&item.record.json);
             json.push(b'}');
-            SinkRecord::new(item.record.id.clone(), json)
+            (SinkRecord::new(item.record.id.clone(), json), item.done)
         })
         .collect();
     let limits = p.dead_letter.limits();
     let mut attempt = 0u32;
-    let mut start = 0usize;
-    while start < records.len() {
-        let end = (start + limits.max_records.max(1)).min(records.len());
-        match p.dead_letter.send(&records[start..end]).await {
-            Ok(sent) if sent.is_complete() => start = end,
+    let mut last_error = String::new();
+    while !pending.is_empty() {
+        if attempt >= p.retry.max_attempts {
+            break;
+        }
+        attempt += 1;
+        // One chunk within the limits (a record larger than max_bytes goes alone: the sink
+        // rejects it, and it fails below with the sink's reason).
+        let mut end = 0;
+        let mut bytes = 0;
+        while end < pending.len() && end < limits.max_records.max(1) {
+            let len = pending[end].0.len();
+            if end > 0 && bytes + len > limits.max_bytes {
+                break;
+            }
+            bytes += len;
+            end += 1;
+        }
+        let records: Vec<SinkRecord> = pending[..end].iter().map(|(r, _)| r.clone()).collect();
+        let again: Vec<usize> = match p.dead_letter.send(&records).await {
             Ok(sent) => {
-                attempt += 1;
-                tracing::error!(
-                    "route {}: the dead-letter sink did not take {} records; retrying",
-                    p.name,
-                    sent.retry.len() + sent.rejected.len()
-                );
-                tokio::time::sleep(p.retry.backoff(attempt)).await;
+                for (i, why) in &sent.rejected {
+                    tracing::error!(
+                        "route {}: dead-letter sink {} refused record {}: {why}",
+                        p.name,
+                        p.dead_letter.describe(),
+                        records.get(*i).map_or("?", |r| &*r.id)
+                    );
+                }
+                if !sent.is_complete() {
+                    last_error = format!(
+                        "{} records not taken",
+                        sent.retry.len() + sent.rejected.len()
+                    );
+                }
+                // Refused for good: those fail now; the rest not taken is sent again.
+                let refused: std::collections::HashSet<usize> =
+                    sent.rejected.iter().map(|(i, _)| *i).collect();
+                let retry: std::collections::HashSet<usize> = sent.retry.into_iter().collect();
+                let mut again = Vec::new();
+                let mut kept = Vec::with_capacity(pending.len());
+                for (i, (record, done)) in pending.drain(..).enumerate() {
+                    if i >= end || retry.contains(&i) {
+                        if i < end {
+                            again.push(kept.len());
+                        }
+                        kept.push((record, done));
+                    } else if refused.contains(&i) {
+                        p.metrics
+                            .dead_letter_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        drop(done);
+                    } else {
+                        p.metrics.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                        done.complete();
+                    }
+                }
+                pending = kept;
+                if again.is_empty() {
+                    // The chunk is done: the next one starts with a fresh count.
+                    attempt = 0;
+                    continue;
+                }
+                again
             }
             Err(e) => {
-                attempt += 1;
+                last_error = e.to_string();
                 tracing::error!(
                     "route {}: dead-letter sink {}: {e}; retrying",
                     p.name,
                     p.dead_letter.describe()
                 );
-                tokio::time::sleep(p.retry.backoff(attempt)).await;
+                if !e.is_retryable() {
+                    break;
+                }
+                (0..end).collect()
             }
-        }
+        };
+        p.metrics
+            .retried_records
+            .fetch_add(again.len() as u64, Ordering::Relaxed);
+        tokio::time::sleep(p.retry.backoff(attempt)).await;
     }
-    p.metrics
-        .dead_lettered
-        .fetch_add(items.len() as u64, Ordering::Relaxed);
-    for (item, _, _) in items {
-        item.done.complete();
+    if !pending.is_empty() {
+        tracing::error!(
+            "route {}: the dead-letter sink {} did not take {} records ({last_error}): their batches fail and are sent again",
+            p.name,
+            p.dead_letter.describe(),
+            pending.len()
+        );
+        p.metrics
+            .dead_letter_failures
+            .fetch_add(pending.len() as u64, Ordering::Relaxed);
+        // Dropped without completing: their tickets fail.
+        drop(pending);
     }
 }

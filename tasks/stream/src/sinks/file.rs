@@ -5,8 +5,13 @@
 //! shutdown: a final name never shows a partial line. A part left open by a killed service is
 //! closed by the next start (cut after its last complete line; lines sent were acknowledged only
 //! after they were written whole). `fsync = true` also syncs every batch to disk, for machines
-//! that may lose power; without it, what was acknowledged survives a crash of the service, not
-//! of the machine.
+//! that may lose power (and the folder after each rename); without it, what was acknowledged
+//! survives a crash of the service, not of the machine.
+//!
+//! An open part is locked (`flock`) while its instance writes it, so several instances may share
+//! a folder: a start closes only the parts no live instance holds. A write or sync that fails
+//! abandons the part (cut back to its last acknowledged line, closed) and the batch is sent again
+//! into a new one.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -143,6 +148,14 @@ fn recover(dir: &Path) -> Result<()> {
             .write(true)
             .open(&open_path)
             .map_err(|e| Error::io("recover open part", &open_path, e))?;
+        match f.try_lock() {
+            Ok(()) => {}
+            // A live instance sharing the folder is writing it.
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io("lock open part", &open_path, e));
+            }
+        }
         let mut data = Vec::new();
         f.read_to_end(&mut data)
             .map_err(|e| Error::io("recover open part", &open_path, e))?;
@@ -172,13 +185,43 @@ fn recover(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn close(part: Part) -> Result<()> {
+fn close(part: Part, fsync: bool) -> Result<()> {
     part.file
         .sync_all()
         .map_err(|e| Error::io("sync part", &part.open_path, e))?;
-    drop(part.file);
+    // Renamed while still locked: no other instance's recovery can take it in between.
     std::fs::rename(&part.open_path, &part.final_path)
-        .map_err(|e| Error::io("close part", &part.final_path, e))
+        .map_err(|e| Error::io("close part", &part.final_path, e))?;
+    drop(part.file);
+    if fsync && let Some(dir) = part.final_path.parent() {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io("sync folder", dir, e))?;
+    }
+    Ok(())
+}
+
+/// After a failed write or sync: cuts the part back to its acknowledged lines and closes it (if
+/// even that fails, it stays hidden, and the next start cuts it after its last whole line).
+fn abandon(mut part: Part, fsync: bool) {
+    let cut = part
+        .file
+        .set_len(part.bytes)
+        .and_then(|()| part.file.seek(SeekFrom::End(0)).map(|_| ()));
+    match cut {
+        Ok(()) if part.bytes > 0 => {
+            if let Err(e) = close(part, fsync) {
+                tracing::warn!("abandoning a part after a failed write: {e}");
+            }
+        }
+        Ok(()) => {
+            let _ = std::fs::remove_file(&part.open_path);
+        }
+        Err(e) => tracing::warn!(
+            "{}: cannot cut it back after a failed write ({e}): the next start will",
+            part.open_path.display()
+        ),
+    }
 }
 
 fn write_batch(
@@ -192,7 +235,7 @@ fn write_batch(
             || p.opened.elapsed() >= Duration::from_secs(config.max_age_secs))
         && let Some(p) = inner.part.take()
     {
-        close(p)?;
+        close(p, config.fsync)?;
     }
     if inner.part.is_none() {
         inner.seq += 1;
@@ -205,6 +248,8 @@ fn write_batch(
             .append(true)
             .open(&open_path)
             .map_err(|e| Error::io("open part", &open_path, e))?;
+        file.try_lock()
+            .map_err(|e| Error::io("lock part", &open_path, std::io::Error::other(e)))?;
         inner.part = Some(Part {
             file,
             open_path,
@@ -221,25 +266,29 @@ fn write_batch(
         buf.extend_from_slice(&r.json);
         buf.push(b'\n');
     }
-    // One write of whole lines; on failure the part is cut back to where it was.
-    let before = part.bytes;
-    if let Err(e) = part.file.write_all(&buf) {
-        let _ = part.file.set_len(before);
-        let _ = part.file.seek(SeekFrom::End(0));
+    // One write of whole lines; on failure the part is abandoned (cut back to where it was)
+    // and the batch is sent again into a new part.
+    let written = part
+        .file
+        .write_all(&buf)
+        .map_err(|e| ("write", e))
+        .and_then(|()| {
+            if config.fsync {
+                part.file.sync_data().map_err(|e| ("sync", e))
+            } else {
+                Ok(())
+            }
+        });
+    if let Err((what, e)) = written {
+        let open_path = part.open_path.display().to_string();
+        if let Some(p) = inner.part.take() {
+            abandon(p, config.fsync);
+        }
         return Err(Error::sink(
             format!("file {}", config.path.display()),
-            format!("write {}: {e}", part.open_path.display()),
+            format!("{what} {open_path}: {e}"),
             true,
         ));
-    }
-    if config.fsync {
-        part.file.sync_data().map_err(|e| {
-            Error::sink(
-                format!("file {}", config.path.display()),
-                format!("sync {}: {e}", part.open_path.display()),
-                true,
-            )
-        })?;
     }
     part.bytes += buf.len() as u64;
     Ok(())
@@ -284,7 +333,7 @@ impl Sink for FileSink {
                 .as_ref()
                 .is_some_and(|p| p.opened.elapsed() >= Duration::from_secs(config.max_age_secs));
             match inner.part.take_if(|_| old) {
-                Some(p) => close(p),
+                Some(p) => close(p, config.fsync),
                 None => Ok(()),
             }
         })
@@ -292,8 +341,8 @@ impl Sink for FileSink {
     }
 
     async fn flush(&self) -> Result<()> {
-        self.blocking(|_, _, inner| match inner.part.take() {
-            Some(p) => close(p),
+        self.blocking(|config, _, inner| match inner.part.take() {
+            Some(p) => close(p, config.fsync),
             None => Ok(()),
         })
         .await
@@ -364,6 +413,33 @@ mod tests {
         );
         let parts = std::fs::read_dir(dir.path()).unwrap().count();
         assert!(parts > 3, "{parts} parts");
+    }
+
+    #[tokio::test]
+    async fn a_start_leaves_the_open_part_of_a_live_instance_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = FileSink::open(&FileSinkConfig::new(dir.path()), "a").unwrap();
+        let rec = |i: u32| SinkRecord::new(format!("e{i}"), format!("{{\"n\":{i}}}"));
+        a.send(&[rec(1)]).await.unwrap();
+        // A second instance starts on the same folder while `a` writes its part.
+        let b = FileSink::open(&FileSinkConfig::new(dir.path()), "b").unwrap();
+        assert!(
+            lines_in(dir.path()).is_empty(),
+            "a's open part was closed by b's start"
+        );
+        a.send(&[rec(2)]).await.unwrap();
+        b.send(&[rec(3)]).await.unwrap();
+        a.flush().await.unwrap();
+        b.flush().await.unwrap();
+        let mut all = lines_in(dir.path());
+        all.sort();
+        assert_eq!(all, vec!["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+        // Once `a` is gone without closing (killed), the next start does close its part.
+        let c = FileSink::open(&FileSinkConfig::new(dir.path()), "a2").unwrap();
+        c.send(&[rec(4)]).await.unwrap();
+        drop(c);
+        let _d = FileSink::open(&FileSinkConfig::new(dir.path()), "d").unwrap();
+        assert_eq!(lines_in(dir.path()).len(), 4);
     }
 
     #[tokio::test]

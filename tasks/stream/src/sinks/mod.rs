@@ -2,6 +2,7 @@
 //! record, what it did not take ([`Sent`]): records to send again, and records it refuses for
 //! good (those go to the route's dead letters at once).
 
+pub mod aws;
 pub mod file;
 pub mod http;
 pub mod opensearch;
@@ -70,6 +71,10 @@ pub enum SinkConfig {
     File(file::FileSinkConfig),
     Http(http::HttpSinkConfig),
     Opensearch(opensearch::OpenSearchSinkConfig),
+    Sqs(aws::sqs::SqsSinkConfig),
+    Sns(aws::sns::SnsSinkConfig),
+    Firehose(aws::firehose::FirehoseSinkConfig),
+    Kinesis(aws::kinesis::KinesisSinkConfig),
 }
 
 impl SinkConfig {
@@ -83,6 +88,10 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
             SinkConfig::Http(_) => "http",
             SinkConfig::Opensearch(_) => "opensearch",
+            SinkConfig::Sqs(_) => "sqs",
+            SinkConfig::Sns(_) => "sns",
+            SinkConfig::Firehose(_) => "firehose",
+            SinkConfig::Kinesis(_) => "kinesis",
         }
     }
 
@@ -92,6 +101,10 @@ impl SinkConfig {
             SinkConfig::File(c) => c.validate(key),
             SinkConfig::Http(c) => c.validate(key),
             SinkConfig::Opensearch(c) => c.validate(key),
+            SinkConfig::Sqs(c) => c.validate(key),
+            SinkConfig::Sns(c) => c.validate(key),
+            SinkConfig::Firehose(c) => c.validate(key),
+            SinkConfig::Kinesis(c) => c.validate(key),
         }
     }
 
@@ -101,6 +114,21 @@ impl SinkConfig {
             SinkConfig::File(c) => Arc::new(file::FileSink::open(c, instance)?),
             SinkConfig::Http(c) => Arc::new(http::HttpSink::new(c)?),
             SinkConfig::Opensearch(c) => Arc::new(opensearch::OpenSearchSink::new(c)?),
+            #[cfg(feature = "aws")]
+            SinkConfig::Sqs(c) => Arc::new(aws::sqs::SqsSink::new(c).await?),
+            #[cfg(feature = "aws")]
+            SinkConfig::Sns(c) => Arc::new(aws::sns::SnsSink::new(c).await?),
+            #[cfg(feature = "aws")]
+            SinkConfig::Firehose(c) => Arc::new(aws::firehose::FirehoseSink::new(c).await?),
+            #[cfg(feature = "aws")]
+            SinkConfig::Kinesis(c) => Arc::new(aws::kinesis::KinesisSink::new(c).await?),
+            #[cfg(not(feature = "aws"))]
+            SinkConfig::Sqs(_)
+            | SinkConfig::Sns(_)
+            | SinkConfig::Firehose(_)
+            | SinkConfig::Kinesis(_) => {
+                return Err(aws::not_built(self.kind()));
+            }
         })
     }
 }

@@ -69,7 +69,7 @@ impl HttpSource {
     /// Serves one `POST /v1/logs`.
     pub async fn ingest(
         &self,
-        pipeline: &Pipeline,
+        pipeline: &Arc<Pipeline>,
         req: Request<hyper::body::Incoming>,
     ) -> Response<Body> {
         if let Some(token) = &self.token {
@@ -77,7 +77,11 @@ impl HttpSource {
                 .headers()
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|v| {
+                    // The scheme is case-insensitive (RFC 9110 §11.1).
+                    let (scheme, rest) = v.split_at_checked(7)?;
+                    scheme.eq_ignore_ascii_case("bearer ").then_some(rest)
+                })
                 .unwrap_or_default();
             if !same_token(given.trim().as_bytes(), token.as_bytes()) {
                 let mut r = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
@@ -148,12 +152,27 @@ impl HttpSource {
             Ok(Ok(b)) => b.to_bytes(),
         };
         let text = if gzip {
-            let mut out = Vec::new();
-            let mut dec =
-                flate2::read::MultiGzDecoder::new(&body[..]).take(self.max_decoded_bytes + 1);
-            if let Err(e) = dec.read_to_end(&mut out) {
-                return error(StatusCode::BAD_REQUEST, format!("gzip body: {e}"));
-            }
+            // Decompressing is CPU work: off the runtime's threads, so other requests go on.
+            let limit = self.max_decoded_bytes;
+            let decoded = tokio::task::spawn_blocking(move || {
+                let mut out = Vec::new();
+                flate2::read::MultiGzDecoder::new(&body[..])
+                    .take(limit + 1)
+                    .read_to_end(&mut out)
+                    .map(|_| out)
+            })
+            .await;
+            let out = match decoded {
+                Ok(Ok(out)) => out,
+                Ok(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("gzip body: {e}")),
+                Err(e) => {
+                    return retry_later(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("decompressing the body: {e}"),
+                        1,
+                    );
+                }
+            };
             if out.len() as u64 > self.max_decoded_bytes {
                 return error(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -198,13 +217,32 @@ impl HttpSource {
                 1,
             );
         };
-        pipeline.metrics.in_flight_records.fetch_add(n, Relaxed);
-        let result = pipeline.process(&records).await;
-        pipeline.metrics.in_flight_records.fetch_sub(n, Relaxed);
-        drop(permit);
-        match result {
-            Ok(o) => json_response(StatusCode::OK, serde_json::to_value(o).unwrap_or_default()),
-            Err(e) => retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 2),
+        // The batch runs as its own task: a client that hangs up or times out does not cut it
+        // off half-way (its claims held, its records half handed over); it finishes, and a
+        // copy the client sends again is then a duplicate.
+        let p = pipeline.clone();
+        let task = tokio::spawn(async move {
+            p.metrics.in_flight_records.fetch_add(n, Relaxed);
+            let result = p.process(&records).await;
+            p.metrics.in_flight_records.fetch_sub(n, Relaxed);
+            drop(permit);
+            result
+        });
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(Ok(Ok(o))) => {
+                json_response(StatusCode::OK, serde_json::to_value(o).unwrap_or_default())
+            }
+            Ok(Ok(Err(e))) => retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 2),
+            Ok(Err(e)) => retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the batch's task failed: {e}"),
+                2,
+            ),
+            Err(_) => retry_later(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not delivered to every route within stream.request_timeout_secs: send it again (what was delivered meanwhile is then a duplicate)",
+                2,
+            ),
         }
     }
 }
