@@ -27,6 +27,14 @@ cargo clippy --workspace --all-targets --quiet "${features[@]}" -- -D warnings
 step "release binaries (with the AWS backends)"
 cargo build --release --workspace --bins --quiet "${features[@]}"
 
+step "kinesis-local (npm, for the Kinesis source's resharding tests)"
+node_dir=${BITACORA_NODE_DIR:-$HOME/.cache/bitacora/node}
+if [ ! -f "$node_dir/node_modules/kinesis-local/main.js" ]; then
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent kinesis-local@0.6.2
+fi
+export BITACORA_KINESIS_LOCAL="$node_dir/node_modules/kinesis-local"
+
 step "cargo test"
 # The end-to-end tests run the step binaries as a scheduler would: build them first. The Python
 # module (a cdylib for maturin, linked against no libpython) is tested through its wheel below.

@@ -42,7 +42,7 @@ enum Command {
         /// Log streams (one file each).
         #[arg(long, default_value_t = 8)]
         streams: usize,
-        /// Send records live instead: --rate R --duration S --to http://HOST:PORT.
+        /// Send records live instead: --rate R --duration S --to http://HOST:PORT or kinesis://STREAM.
         #[arg(long, requires_all = ["to"])]
         stream: bool,
         /// --stream: records per second.
@@ -51,7 +51,7 @@ enum Command {
         /// --stream: seconds to send for.
         #[arg(long, default_value_t = 10.0)]
         duration: f64,
-        /// --stream: the service (http://HOST:PORT).
+        /// --stream: the service (http://HOST:PORT) or a Kinesis stream (kinesis://STREAM).
         #[arg(long)]
         to: Option<String>,
         /// --stream: share of redelivered copies (0..0.9).

@@ -633,6 +633,7 @@ name = "hook"
 sink = {{ kind = "http", url = "{}" }}
 dead_letter = {{ kind = "http", url = "{}" }}
 retry = {{ max_attempts = 2, initial_backoff_ms = 10, max_backoff_ms = 20 }}
+batch = {{ linger_ms = 50 }}
 "#,
         down.url("/hook"),
         dead.url("/dead")
@@ -751,4 +752,46 @@ sink = {{ kind = "http", url = "{}" }}
     );
     svc.stop().await;
     assert_eq!(slow.bodies.lock().unwrap().len(), 1, "delivered once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_sends_realistic_records_with_redelivered_copies() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{d}/all" }}
+"#
+    ))
+    .await;
+    let report = bitacora_stream::loadgen::run(&bitacora_stream::loadgen::LoadParams {
+        to: svc.url(""),
+        rate: 4000,
+        duration: Duration::from_millis(500),
+        duplicates: 0.1,
+        seed: 7,
+        batch: Some(100),
+        concurrency: 4,
+        token: None,
+        pregenerate: false,
+    })
+    .await
+    .unwrap();
+    svc.stop().await;
+    assert_eq!(report.sent, 2000);
+    assert_eq!(
+        report.new + report.redelivered + report.text + report.malformed,
+        2000
+    );
+    assert!(report.redelivered > 100, "{report:?}");
+    // The service's answers add up to what was sent: copies are duplicates, broken ones
+    // quarantined, the rest delivered once.
+    assert_eq!(report.accepted, report.new + report.text, "{report:?}");
+    assert_eq!(report.duplicates, report.redelivered, "{report:?}");
+    assert_eq!(report.quarantined, report.malformed, "{report:?}");
+    let rows = jsonl(&tmp.path().join("all"));
+    assert_eq!(rows.len() as u64, report.accepted);
+    assert!(counts(&rows).values().all(|n| *n == 1));
 }

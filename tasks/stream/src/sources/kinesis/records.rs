@@ -1,6 +1,7 @@
 //! What a Kinesis record holds, detected per record: a CloudWatch Logs subscription payload (gzip
-//! JSON; `DATA_MESSAGE` gives its `logEvents`, `CONTROL_MESSAGE` is skipped), or text — NDJSON
-//! lines, each an app message or a CloudWatch envelope, as `POST /v1/logs` takes them. A record
+//! JSON; `DATA_MESSAGE` gives its `logEvents`, `CONTROL_MESSAGE` is skipped), NDJSON (every line
+//! an object: each an app message or a CloudWatch envelope), or one message (a JSON object, a
+//! CloudWatch envelope, or text — newlines included). A record
 //! that cannot be read (broken gzip, a payload that is not one) goes to the quarantine, named.
 
 use std::borrow::Cow;
@@ -58,12 +59,22 @@ pub fn decode(
     }
     let text = String::from_utf8_lossy(data);
     let before = out.len();
-    out.extend(
+    let lines = || {
         text.split('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
             .filter(|l| !l.trim().is_empty())
-            .map(|l| envelope_of_line(l, arrival_ms, log_stream)),
-    );
+    };
+    // NDJSON (every line an object) is several records; any other text is one message, its
+    // newlines included (a stack trace stays one record).
+    if text.contains('\n') && lines().all(|l| l.trim_start().starts_with('{')) {
+        out.extend(lines().map(|l| envelope_of_line(l, arrival_ms, log_stream)));
+    } else if !text.trim().is_empty() {
+        out.push(envelope_of_line(
+            text.trim_end_matches(['\n', '\r']),
+            arrival_ms,
+            log_stream,
+        ));
+    }
     Decoded {
         records: out.len() - before,
         control: false,
@@ -205,15 +216,26 @@ mod tests {
     }
 
     #[test]
-    fn reads_app_messages_and_envelopes_as_lines() {
+    fn reads_app_messages_envelopes_and_ndjson() {
         let mut out = Vec::new();
-        let data = "{\"event_id\":\"a\"}\n{\"timestamp\":5,\"message\":\"m\",\"eventId\":\"c9\"}\n\ntext line\r\n";
+        let data =
+            "{\"event_id\":\"a\"}\n{\"timestamp\":5,\"message\":\"m\",\"eventId\":\"c9\"}\n\n";
         let d = decode(data.as_bytes(), 9, "s", "mobile-logs", &mut out);
-        assert_eq!(d.records, 3);
+        assert_eq!(d.records, 2);
         assert_eq!(out[0].log_stream, "mobile-logs");
         assert_eq!((out[1].event_id.as_str(), out[1].timestamp_ms), ("c9", 5));
-        assert_eq!(out[2].message, "text line");
         assert!(out.iter().all(|r| r.broken.is_none()));
+        // Text of several lines is one message.
+        let trace = "Fatal Exception: boom\n\tat a.b(C.kt:1)\n\tat d.e(F.kt:2)\n";
+        let mut out = Vec::new();
+        assert_eq!(decode(trace.as_bytes(), 9, "s", "k", &mut out).records, 1);
+        assert_eq!(out[0].message, trace.trim_end());
+        let mut out = Vec::new();
+        assert_eq!(
+            decode(b"{\"event_id\":\"one\"}", 9, "s", "k", &mut out).records,
+            1
+        );
+        assert_eq!(decode(b" \n", 9, "s", "k", &mut out).records, 0);
     }
 
     #[test]

@@ -1,0 +1,482 @@
+//! The Kinesis source against `kinesis-local` (npm; models SHARD_END and ChildShards) and a
+//! private Redis for leases, checkpoints and the dedup window: a shard split and a merge
+//! mid-stream (children read only after their parents; nothing skipped, nothing repeated), two
+//! instances sharing a stream (shards split between them, taken over when one stops), CloudWatch
+//! Logs subscription payloads, and the Redis lease store's conformance suite.
+#![cfg(feature = "aws")]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use support::*;
+
+/// `kinesis-local` on free ports, stopped (process group and all) when dropped.
+struct KinesisLocal {
+    port: u16,
+    child: Child,
+}
+
+fn kinesis_local_dir() -> PathBuf {
+    let dir = std::env::var_os("BITACORA_KINESIS_LOCAL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/bitacora/node/node_modules/kinesis-local")
+        });
+    assert!(
+        dir.join("main.js").exists(),
+        "kinesis-local not found in {} (tests/run.sh installs it: npm install --prefix ~/.cache/bitacora/node kinesis-local@0.6.2)",
+        dir.display()
+    );
+    dir
+}
+
+impl KinesisLocal {
+    fn start() -> KinesisLocal {
+        use std::os::unix::process::CommandExt;
+        let port = free_port();
+        let child = Command::new("node")
+            .arg("main.js")
+            .current_dir(kinesis_local_dir())
+            .env("KINESIS_MOCK_PLAIN_PORT", port.to_string())
+            .env("KINESIS_MOCK_TLS_PORT", free_port().to_string())
+            .env("LOG_LEVEL", "ERROR")
+            .env("CREATE_STREAM_DURATION", "100ms")
+            .env("UPDATE_SHARD_COUNT_DURATION", "100ms")
+            .env("SPLIT_SHARD_DURATION", "100ms")
+            .env("MERGE_SHARDS_DURATION", "100ms")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("node (Node.js) must be installed");
+        let k = KinesisLocal { port, child };
+        let until = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "kinesis-local did not listen on {port} in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        k
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn client(&self) -> aws_sdk_kinesis::Client {
+        let creds = aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "test");
+        let conf = aws_sdk_kinesis::Config::builder()
+            .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+            .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+            .endpoint_url(self.url())
+            .credentials_provider(creds)
+            .build();
+        aws_sdk_kinesis::Client::from_conf(conf)
+    }
+}
+
+impl Drop for KinesisLocal {
+    fn drop(&mut self) {
+        // SAFETY: killpg(2) on the process group of our own child.
+        unsafe { libc::killpg(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
+}
+
+/// The credentials the service's SDK reads from the environment (the same in every test).
+fn aws_env() {
+    for (k, v) in [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ] {
+        // SAFETY: every test of this binary sets the same values before reading them.
+        unsafe { std::env::set_var(k, v) };
+    }
+}
+
+async fn wait_active(k: &aws_sdk_kinesis::Client, stream: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = k
+            .describe_stream_summary()
+            .stream_name(stream)
+            .send()
+            .await
+            .unwrap();
+        let status = s.stream_description_summary().unwrap().stream_status();
+        if status.as_str() == "ACTIVE" {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{stream} not ACTIVE in 20 s: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn create(k: &aws_sdk_kinesis::Client, stream: &str, shards: i32) {
+    k.create_stream()
+        .stream_name(stream)
+        .shard_count(shards)
+        .send()
+        .await
+        .unwrap();
+    wait_active(k, stream).await;
+}
+
+/// Puts app messages `ev-{batch}-{i}` with partition key = user id.
+async fn put(k: &aws_sdk_kinesis::Client, stream: &str, batch: usize, n: usize) {
+    let entries: Vec<PutRecordsRequestEntry> = (0..n)
+        .map(|i| {
+            let user = format!("user-{}", i % 20);
+            let msg = serde_json::json!({
+                "event_id": format!("ev-{batch}-{i}"),
+                "ts": "2026-11-18T10:00:00.000Z",
+                "level": "INFO",
+                "event_type": "tap",
+                "user_id": user,
+                "props": {"batch": batch, "i": i},
+            });
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(msg.to_string()))
+                .partition_key(user)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    for chunk in entries.chunks(500) {
+        let out = k
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(chunk.to_vec()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.failed_record_count().unwrap_or(0), 0);
+    }
+}
+
+fn config(d: &Path, k: &KinesisLocal, stream: &str, redis: &Redis, out: &str) -> String {
+    format!(
+        r#"data_dir = "{d}/data-{out}"
+drain_secs = 10
+[stream.source]
+kind = "kinesis"
+stream_name = "{stream}"
+endpoint_url = "{url}"
+lease_secs = 2
+idle_ms = 200
+shard_sync_secs = 1
+[stream.dedup]
+kind = "redis"
+url = "{redis}"
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{d}/{out}", max_age_secs = 1 }}
+"#,
+        d = d.display(),
+        url = k.url(),
+        redis = redis.url(),
+    )
+}
+
+/// Waits until the closed files under `dirs` hold `want` distinct records; returns them.
+async fn wait_rows(dirs: &[PathBuf], want: usize, budget: Duration) -> Vec<serde_json::Value> {
+    let until = Instant::now() + budget;
+    loop {
+        let rows: Vec<serde_json::Value> = dirs.iter().flat_map(|d| jsonl(d)).collect();
+        if counts(&rows).len() >= want {
+            return rows;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} of {want} records after {budget:?}",
+            counts(&rows).len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn batch_of(r: &serde_json::Value) -> u64 {
+    r["properties"]["batch"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_and_a_merge_mid_stream_read_children_after_parents() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let kl = KinesisLocal::start();
+    let redis = Redis::start();
+    let k = kl.client();
+    create(&k, "logs", 2).await;
+    put(&k, "logs", 1, 200).await;
+    let svc = Svc::start(&config(tmp.path(), &kl, "logs", &redis, "out")).await;
+    let out = [tmp.path().join("out")];
+    wait_rows(&out, 200, Duration::from_secs(30)).await;
+
+    // Split shard 0 in two halves of its hash range, then write to the children.
+    let shards = k.list_shards().stream_name("logs").send().await.unwrap();
+    let s0 = shards.shards()[0].clone();
+    let range = s0.hash_key_range().unwrap();
+    let lo: u128 = range.starting_hash_key().parse().unwrap();
+    let hi: u128 = range.ending_hash_key().parse().unwrap();
+    k.split_shard()
+        .stream_name("logs")
+        .shard_to_split(s0.shard_id())
+        .new_starting_hash_key((lo + (hi - lo) / 2).to_string())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&k, "logs").await;
+    put(&k, "logs", 2, 200).await;
+    wait_rows(&out, 400, Duration::from_secs(30)).await;
+
+    // Merge the two children back, then write again.
+    let shards = k.list_shards().stream_name("logs").send().await.unwrap();
+    let children: Vec<_> = shards
+        .shards()
+        .iter()
+        .filter(|s| s.parent_shard_id() == Some(s0.shard_id()))
+        .cloned()
+        .collect();
+    assert_eq!(children.len(), 2, "{shards:?}");
+    k.merge_shards()
+        .stream_name("logs")
+        .shard_to_merge(children[0].shard_id())
+        .adjacent_shard_to_merge(children[1].shard_id())
+        .send()
+        .await
+        .unwrap();
+    wait_active(&k, "logs").await;
+    put(&k, "logs", 3, 200).await;
+    let rows = wait_rows(&out, 600, Duration::from_secs(40)).await;
+    let m = svc.metrics().await;
+    svc.stop().await;
+
+    // Nothing skipped, nothing twice.
+    let c = counts(&jsonl(&out[0]));
+    assert_eq!(c.len(), 600);
+    assert!(c.values().all(|n| *n == 1), "a record twice");
+    // One key stays on one shard lineage: its records arrive batch by batch, which holds only
+    // if every child was read after its parents were read to their end.
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for r in &rows {
+        let user = r["user_id"].as_str().unwrap().to_string();
+        let b = batch_of(r);
+        let prev = last.insert(user.clone(), b).unwrap_or(0);
+        assert!(prev <= b, "{user}: batch {b} arrived after batch {prev}");
+    }
+    // Five shards read (2 + 2 children + 1 merged), the closed ones checkpointed at their end.
+    let seen = m
+        .lines()
+        .filter(|l| l.starts_with("bitacora_stream_shard_records_in_total{"))
+        .count();
+    assert_eq!(seen, 5, "{m}");
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let ended: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(format!(
+            "bitacora:kinesis:{{logs}}:checkpoint:{}",
+            s0.shard_id()
+        ))
+        .arg(format!(
+            "bitacora:kinesis:{{logs}}:checkpoint:{}",
+            children[0].shard_id()
+        ))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        ended,
+        vec![Some("SHARD_END".into()), Some("SHARD_END".into())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_shards_and_one_takes_over_when_the_other_stops() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let kl = KinesisLocal::start();
+    let redis = Redis::start();
+    let k = kl.client();
+    create(&k, "shared", 4).await;
+    let a = Svc::start(&config(tmp.path(), &kl, "shared", &redis, "a")).await;
+    let b = Svc::start(&config(tmp.path(), &kl, "shared", &redis, "b")).await;
+    let dirs = [tmp.path().join("a"), tmp.path().join("b")];
+    // Both heartbeat: within a few lease periods each holds half the shards.
+    let leased = |m: &str| {
+        m.lines()
+            .filter(|l| l.starts_with("bitacora_stream_shard_leased{") && l.ends_with(" 1"))
+            .count()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ma, mb) = (a.metrics().await, b.metrics().await);
+        if leased(&ma) == 2 && leased(&mb) == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "shards not shared 2/2: a {} b {}",
+            leased(&ma),
+            leased(&mb)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    put(&k, "shared", 1, 400).await;
+    let rows = wait_rows(&dirs, 400, Duration::from_secs(30)).await;
+    assert!(!jsonl(&dirs[0]).is_empty() && !jsonl(&dirs[1]).is_empty());
+    assert!(counts(&rows).values().all(|n| *n == 1));
+
+    // b stops (drains, checkpoints, gives its leases back): a reads every shard.
+    b.stop().await;
+    put(&k, "shared", 2, 400).await;
+    let rows = wait_rows(&dirs, 800, Duration::from_secs(30)).await;
+    assert!(leased(&a.metrics().await) == 4);
+    a.stop().await;
+    let c = counts(&rows);
+    assert_eq!(c.len(), 800);
+    assert!(c.values().all(|n| *n == 1), "a record twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_payloads_are_read_and_control_messages_skipped() {
+    use std::io::Write;
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let kl = KinesisLocal::start();
+    let redis = Redis::start();
+    let k = kl.client();
+    create(&k, "cwl", 1).await;
+    let gzip = |s: &str| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(s.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let events: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            serde_json::json!({
+                "id": format!("3700{i}"),
+                "timestamp": 1763460000000i64 + i,
+                "message": serde_json::json!({"ts": "2025-11-18T10:00:00Z", "level": "ERROR", "event_type": "crash", "user_id": "u1"}).to_string(),
+            })
+        })
+        .collect();
+    let data = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "/app/prod", "logStream": "ios-7", "subscriptionFilters": ["to-kinesis"], "logEvents": events}).to_string();
+    let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
+    for (payload, key) in [
+        (gzip(control), "c"),
+        (gzip(&data), "d"),
+        (b"\x1f\x8bbroken".to_vec(), "x"),
+    ] {
+        k.put_record()
+            .stream_name("cwl")
+            .partition_key(key)
+            .data(Blob::new(payload))
+            .send()
+            .await
+            .unwrap();
+    }
+    let svc = Svc::start(&config(tmp.path(), &kl, "cwl", &redis, "out")).await;
+    let rows = wait_rows(&[tmp.path().join("out")], 5, Duration::from_secs(30)).await;
+    svc.stop().await;
+    // The quarantine's part is closed at shutdown.
+    let q = jsonl(&tmp.path().join("data-out/quarantine"));
+    assert_eq!(rows.len(), 5, "the control message is not a record");
+    assert!(rows.iter().all(|r| r["log_stream"] == "ios-7"));
+    assert!(rows.iter().all(|r| r["event_type"] == "crash"));
+    // No event_id in the messages: the CloudWatch event id is the dedup key.
+    let mut ids: Vec<&str> = rows
+        .iter()
+        .map(|r| r["event_id"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["37000", "37001", "37002", "37003", "37004"]);
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["reason"], "broken_envelope");
+    assert!(
+        q[0]["detail"].as_str().unwrap().contains("gzip"),
+        "{}",
+        q[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_leases_pass_the_conformance_suite() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    bitacora_stream::sources::kinesis::leases::conformance(|lease| {
+        // A fresh store: its own key prefix.
+        let prefix = format!("t{}:", n.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
+        let url = url.clone();
+        async move {
+            std::sync::Arc::new(
+                bitacora_stream::sources::kinesis::leases::RedisLeases::connect(
+                    &url, prefix, lease,
+                )
+                .await
+                .unwrap(),
+            )
+                as std::sync::Arc<dyn bitacora_stream::sources::kinesis::leases::LeaseStore>
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_load_generator_puts_to_kinesis_and_the_service_reads_it() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let kl = KinesisLocal::start();
+    let redis = Redis::start();
+    let k = kl.client();
+    create(&k, "gen", 2).await;
+    // The generator reads the standard AWS environment (this test's endpoint).
+    // SAFETY: the other tests of this binary give their endpoint in their configuration.
+    unsafe { std::env::set_var("AWS_ENDPOINT_URL", kl.url()) };
+    let report = bitacora_stream::loadgen::run(&bitacora_stream::loadgen::LoadParams {
+        to: "kinesis://gen".into(),
+        rate: 2000,
+        duration: Duration::from_millis(500),
+        duplicates: 0.1,
+        seed: 3,
+        batch: Some(100),
+        concurrency: 2,
+        token: None,
+        pregenerate: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.sent, 1000);
+    assert_eq!(report.accepted, 1000, "every record put: {report:?}");
+    let svc = Svc::start(&config(tmp.path(), &kl, "gen", &redis, "out")).await;
+    let want = (report.new + report.text) as usize;
+    let rows = wait_rows(&[tmp.path().join("out")], want, Duration::from_secs(30)).await;
+    let m = svc.metrics().await;
+    svc.stop().await;
+    assert_eq!(rows.len(), want, "copies filtered");
+    assert_eq!(
+        metric(&m, "bitacora_stream_duplicates_total{source=\"kinesis\"}"),
+        report.redelivered as f64
+    );
+    assert_eq!(
+        metric(&m, "bitacora_stream_quarantined_total{source=\"kinesis\"}"),
+        report.malformed as f64
+    );
+}
