@@ -1,8 +1,9 @@
 """Stream benchmark: bitacora-stream's sustained events/s (HTTP ingest -> Redis dedup ->
 normalise -> file route) next to `redis-benchmark -P 64 -t set` in the same run, the
-ingest-to-file latency at 10k events/s, the service's peak RSS, and Redis memory per million keys.
+ingest-to-file latency at 10k events/s, the service's peak RSS, Redis memory per million keys, and
+the Kinesis source's events/s on one shard of a moto server (moto from the test venv).
 
-    bash tests/bench/stream.sh [--records N]
+    bash tests/bench/stream.sh [--records N] [--kinesis-records N]
 
 By hand, not in CI. Starts its own redis-server and service on free ports, stops them after.
 """
@@ -46,6 +47,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--kinesis-records", type=int, default=20_000)
     args = ap.parse_args()
     bins = args.bin_dir
     tmp = tempfile.mkdtemp(prefix="bitacora-stream-bench-")
@@ -115,12 +117,82 @@ sink = {{ kind = "file", path = "{tmp}/out" }}
                   f"{(used1 - used0) / keys * 1e6 / 2**20:.0f} MiB per million keys")
         print(f"service report: accepted {report['accepted']:,}, routes {report['routes']}")
         assert "bitacora_stream_accepted_total" in metrics
+        svc = None
+        if args.kinesis_records:
+            subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
+            kinesis_bench(bins, tmp, rport, args.kinesis_records)
     finally:
         for p in (svc, redis):
             if p and p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         subprocess.run(["rm", "-rf", tmp])
+
+
+def kinesis_bench(bins, tmp, rport, n):
+    """The Kinesis source on one shard of moto: n records put first, then read, deduplicated,
+    normalised and written to a file route; events/s from the service's start to the last one."""
+    mport = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(mport)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    svc = None
+    env = {**os.environ, "BITACORA_LOG": "warn", "AWS_ENDPOINT_URL": f"http://127.0.0.1:{mport}",
+           "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    try:
+        wait_port(mport, "moto")
+        import boto3
+        k = boto3.client("kinesis", endpoint_url=f"http://127.0.0.1:{mport}", region_name="us-east-1",
+                         aws_access_key_id="bench", aws_secret_access_key="bench")
+        k.create_stream(StreamName="bench", ShardCount=1)
+        t0 = time.time()
+        r = subprocess.run([f"{bins}/bitacora", "generate", "--stream", "--rate", "10000000", "--duration",
+                            str(n / 10_000_000), "--to", "kinesis://bench", "--duplicates", "0.02", "--pregenerate",
+                            "--batch", "500", "--concurrency", "4"], capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            sys.exit(f"load generator (kinesis) failed: {r.stdout} {r.stderr}")
+        put = json.loads(r.stdout)
+        put_secs = time.time() - t0
+        sport = free_port()
+        conf = os.path.join(tmp, "kinesis.toml")
+        with open(conf, "w") as f:
+            f.write(f"""[stream]
+listen = "127.0.0.1:{sport}"
+data_dir = "{tmp}/kdata"
+[stream.source]
+kind = "kinesis"
+stream_name = "bench"
+max_records = 10000
+idle_ms = 200
+[stream.dedup]
+kind = "redis"
+url = "redis://127.0.0.1:{rport}/0"
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{tmp}/kout" }}
+""")
+        t0 = time.time()
+        svc = subprocess.Popen([f"{bins}/bitacora-stream", "--config", conf], stdout=subprocess.PIPE, env=env,
+                               start_new_session=True)
+        wait_port(sport, "bitacora-stream (kinesis)")
+        read = 0
+        while time.time() < t0 + 600:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{sport}/metrics").read().decode()
+            read = sum(int(float(m)) for m in re.findall(r'^bitacora_stream_shard_records_in_total\{[^}]*\} (\S+)$', text, re.M))
+            if read >= put["sent"]:
+                break
+            time.sleep(0.1)
+        secs = time.time() - t0
+        svc.send_signal(signal.SIGTERM)
+        report = json.loads(svc.communicate(timeout=120)[0])
+        print(f"kinesis (moto, 1 shard): put {put['sent']:,} records in {put_secs:.1f} s; the service read {read:,} "
+              f"in {secs:.1f} s from its start = {read / secs:,.0f} events/s per shard "
+              f"(accepted {report['accepted']:,}, duplicates {report['duplicates']:,})")
+    finally:
+        for p in (svc, moto):
+            if p and p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
 
 
 if __name__ == "__main__":
