@@ -10,17 +10,63 @@ use serde_json::value::RawValue;
 use crate::model::{Event, Rejected};
 
 /// RFC 3339 UTC with microseconds (`2026-11-18T10:00:00.123456Z`) of µs since the epoch.
+/// Years 0 to 9999 are written by hand (this runs for every routed record); others by chrono.
 pub fn rfc3339_micros(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
-        .unwrap_or_else(|| us.to_string())
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000) as u32;
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+            .unwrap_or_else(|| us.to_string());
+    }
+    let sod = secs.rem_euclid(86_400) as u32;
+    let mut b = *b"0000-00-00T00:00:00.000000Z";
+    put_digits(&mut b[0..4], y as u32);
+    put_digits(&mut b[5..7], m);
+    put_digits(&mut b[8..10], d);
+    put_digits(&mut b[11..13], sod / 3600);
+    put_digits(&mut b[14..16], sod / 60 % 60);
+    put_digits(&mut b[17..19], sod % 60);
+    put_digits(&mut b[20..26], frac);
+    std::str::from_utf8(&b).unwrap_or_default().to_owned()
 }
 
 /// The UTC day (`YYYY-MM-DD`) of µs since the epoch: the `dt` partition of the row.
 pub fn day_of_micros(us: i64) -> String {
-    DateTime::from_timestamp_micros(us)
-        .map(|t| t.format("%Y-%m-%d").to_string())
-        .unwrap_or_default()
+    let (y, m, d) = civil_from_days(us.div_euclid(1_000_000).div_euclid(86_400));
+    if !(0..=9999).contains(&y) {
+        return DateTime::from_timestamp_micros(us)
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_default();
+    }
+    let mut b = *b"0000-00-00";
+    put_digits(&mut b[0..4], y as u32);
+    put_digits(&mut b[5..7], m);
+    put_digits(&mut b[8..10], d);
+    std::str::from_utf8(&b).unwrap_or_default().to_owned()
+}
+
+/// Writes `v` in decimal into `out`, zero-padded to its length.
+fn put_digits(out: &mut [u8], mut v: u32) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// The proleptic Gregorian (year, month, day) of days since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 #[derive(Serialize)]
@@ -119,6 +165,42 @@ pub fn write_rejected(
 mod tests {
     use super::*;
     use crate::normalize::Normalizer;
+
+    #[test]
+    fn hand_written_dates_match_chrono() {
+        let chrono_rfc = |us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+                .unwrap()
+        };
+        let chrono_day = |us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap()
+        };
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut values = vec![
+            0,
+            -1,
+            1,
+            951_782_400_000_000,     // 2000-02-29
+            4_107_542_399_999_999,   // 2100-02-28T23:59:59.999999
+            -62_135_596_800_000_000, // 0001-01-01
+            253_402_300_799_999_999, // 9999-12-31T23:59:59.999999
+            253_402_300_800_000_000, // 10000-01-01: chrono's path
+            -62_167_219_200_000_001, // before year 0: chrono's path
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push((x % 500_000_000_000_000_000) as i64 - 150_000_000_000_000_000);
+        }
+        for us in values {
+            assert_eq!(rfc3339_micros(us), chrono_rfc(us), "{us}");
+            assert_eq!(day_of_micros(us), chrono_day(us), "{us}");
+        }
+    }
 
     #[test]
     fn an_event_becomes_the_curated_row_as_json() {

@@ -80,9 +80,13 @@ impl Incoming {
 /// text) received now on `log_stream`, whose CloudWatch-like `eventId` is a hash of the line —
 /// the dedup key of a message without an `event_id` of its own.
 pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incoming {
+    static TIMESTAMP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"timestamp\""));
+    static MESSAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"message\""));
     if line.trim_start().starts_with('{')
-        && memchr::memmem::find(line.as_bytes(), b"\"timestamp\"").is_some()
-        && memchr::memmem::find(line.as_bytes(), b"\"message\"").is_some()
+        && TIMESTAMP.find(line.as_bytes()).is_some()
+        && MESSAGE.find(line.as_bytes()).is_some()
         && let Ok(e) = serde_json::from_str::<LooseEnvelope<'_>>(line)
     {
         return Incoming {
@@ -126,7 +130,15 @@ struct LooseEnvelope<'a> {
 
 /// The dedup key of a record without ids: `h:` and 128 bits of XXH3 of its text.
 pub fn line_hash(line: &str) -> String {
-    format!("h:{:032x}", xxh3_128(line.as_bytes()))
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let h = xxh3_128(line.as_bytes());
+    let mut b = [0u8; 34];
+    b[0] = b'h';
+    b[1] = b':';
+    for (i, c) in b[2..].iter_mut().enumerate() {
+        *c = HEX[((h >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    std::str::from_utf8(&b).unwrap_or_default().to_owned()
 }
 
 /// Milliseconds since the epoch, now.
@@ -168,5 +180,7 @@ mod tests {
         let t = envelope_of_line("plain text crash", 9, "http");
         assert_eq!(t.message, "plain text crash");
         assert_ne!(line_hash("a"), line_hash("b"));
+        let h = xxh3_128(b"some line");
+        assert_eq!(line_hash("some line"), format!("h:{h:032x}"));
     }
 }

@@ -187,12 +187,22 @@ impl HttpSource {
             body.to_vec()
         };
         let received = now_ms();
-        let records: Vec<_> = text
-            .split(|b| *b == b'\n')
-            .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-            .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-            .map(|l| envelope_of_line(&String::from_utf8_lossy(l), received, &log_stream))
-            .collect();
+        // One UTF-8 check of the whole body (the usual case); line by line, with
+        // replacement characters, only for a body that is not valid UTF-8.
+        let records: Vec<_> = match std::str::from_utf8(&text) {
+            Ok(text) => text
+                .split('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .filter(|l| !l.bytes().all(|b| b.is_ascii_whitespace()))
+                .map(|l| envelope_of_line(l, received, &log_stream))
+                .collect(),
+            Err(_) => text
+                .split(|b| *b == b'\n')
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+                .map(|l| envelope_of_line(&String::from_utf8_lossy(l), received, &log_stream))
+                .collect(),
+        };
         let n = records.len() as u64;
         if n == 0 {
             return json_response(
