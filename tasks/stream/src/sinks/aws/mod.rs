@@ -92,6 +92,61 @@ pub(crate) fn top_level_str(json: &[u8], field: &str) -> Option<String> {
     serde_json::from_str::<String>(raw.get()).ok()
 }
 
+/// A failed entry of an SQS or SNS batch answer (`BatchResultErrorEntry`).
+pub struct FailedEntry<'a> {
+    /// The entry's `Id`: its index in the batch.
+    pub id: &'a str,
+    pub sender_fault: bool,
+    pub code: &'a str,
+    pub message: Option<&'a str>,
+}
+
+/// Reads the failed entries of an SQS or SNS batch answer into `sent`: a sender fault (a bad
+/// message) is refused for good, with the service's reason; any other failure (the service's
+/// fault, throttling) is sent again.
+pub fn read_failed_entries<'a>(
+    failed: impl IntoIterator<Item = FailedEntry<'a>>,
+    sent: &mut crate::sinks::Sent,
+) {
+    for f in failed {
+        let Ok(i) = f.id.parse::<usize>() else {
+            continue;
+        };
+        if f.sender_fault && !retryable_code(f.code) {
+            sent.rejected
+                .push((i, format!("{}: {}", f.code, f.message.unwrap_or_default())));
+        } else {
+            sent.retry.push(i);
+        }
+    }
+}
+
+/// Error codes that mean "the call may succeed later" (throttling, a service briefly
+/// unavailable), across SQS, SNS, Firehose, Kinesis and KMS.
+const RETRYABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "InternalError",
+    "InternalFailure",
+    "InternalServerError",
+    "RequestTimeout",
+    "RequestTimeoutException",
+];
+
+/// Whether an entry's error code is worth resending.
+pub fn retryable_code(code: &str) -> bool {
+    RETRYABLE_CODES.contains(&code) || code.ends_with("Throttled")
+}
+
 #[cfg(feature = "aws")]
 pub(crate) mod client {
     //! What the AWS sinks share: the SDK configuration and the reading of SDK errors.
@@ -125,32 +180,6 @@ pub(crate) mod client {
         Ok(config)
     }
 
-    /// Error codes that mean "the call may succeed later" (throttling, a service briefly
-    /// unavailable), across SQS, SNS, Firehose, Kinesis and KMS.
-    const RETRYABLE_CODES: &[&str] = &[
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "LimitExceededException",
-        "KMSThrottlingException",
-        "ServiceUnavailable",
-        "ServiceUnavailableException",
-        "InternalError",
-        "InternalFailure",
-        "InternalServerError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-    ];
-
-    /// Whether an entry's error code is worth resending.
-    pub fn retryable_code(code: &str) -> bool {
-        RETRYABLE_CODES.contains(&code) || code.ends_with("Throttled")
-    }
-
     /// A sink error from an SDK error: timeouts, lost connections, throttling and server errors
     /// are retryable; what the service refuses (a missing queue, access denied, a bad request)
     /// is not, and its records go to the dead letters with the service's message.
@@ -164,7 +193,7 @@ pub(crate) mod client {
         let retryable = match &e {
             SdkError::ServiceError(s) => {
                 let status = s.raw().status().as_u16();
-                status == 429 || status >= 500 || s.err().code().is_some_and(retryable_code)
+                status == 429 || status >= 500 || s.err().code().is_some_and(super::retryable_code)
             }
             SdkError::ConstructionFailure(_) => false,
             _ => true,
@@ -193,6 +222,31 @@ mod tests {
         assert_eq!(bounded_key(&long, 128).len(), 32);
         assert_eq!(bounded_key("has space", 128).len(), 32);
         assert_ne!(bounded_key(&long, 128), bounded_key(&"y".repeat(300), 128));
+    }
+
+    #[test]
+    fn failed_batch_entries_are_resent_or_refused() {
+        let mut sent = crate::sinks::Sent::all();
+        let e = |id, sender_fault, code| FailedEntry {
+            id,
+            sender_fault,
+            code,
+            message: Some("why"),
+        };
+        read_failed_entries(
+            [
+                e("3", true, "InvalidParameterValue"),
+                e("1", false, "InternalError"),
+                e("7", true, "RequestThrottled"),
+                e("not-an-index", true, "X"),
+            ],
+            &mut sent,
+        );
+        assert_eq!(sent.retry, vec![1, 7]);
+        assert_eq!(
+            sent.rejected,
+            vec![(3, "InvalidParameterValue: why".to_string())]
+        );
     }
 
     #[test]

@@ -62,7 +62,8 @@ mod imp {
 
     use super::{MAX_BYTES, MAX_RECORDS, SqsSinkConfig};
     use crate::record::SinkRecord;
-    use crate::sinks::aws::client::{retryable_code, sdk_config, sdk_error};
+    use crate::sinks::aws::client::{sdk_config, sdk_error};
+    use crate::sinks::aws::{FailedEntry, read_failed_entries};
     use crate::sinks::{BatchLimits, Sent, Sink};
     use crate::{Error, Result};
 
@@ -142,17 +143,13 @@ mod imp {
                 .send()
                 .await
                 .map_err(|e| sdk_error(&self.name, e))?;
-            for f in out.failed() {
-                let Ok(i) = f.id().parse::<usize>() else {
-                    continue;
-                };
-                let why = format!("{}: {}", f.code(), f.message().unwrap_or_default());
-                if f.sender_fault() && !retryable_code(f.code()) {
-                    sent.rejected.push((i, why));
-                } else {
-                    sent.retry.push(i);
-                }
-            }
+            let failed = out.failed().iter().map(|f| FailedEntry {
+                id: f.id(),
+                sender_fault: f.sender_fault(),
+                code: f.code(),
+                message: f.message(),
+            });
+            read_failed_entries(failed, &mut sent);
             Ok(sent)
         }
     }
