@@ -182,6 +182,7 @@ shard_sync_secs = 1
 [stream.dedup]
 kind = "redis"
 url = "{redis}"
+claim_secs = 3
 [[stream.routes]]
 name = "everything"
 sink = {{ kind = "file", path = "{d}/{out}", max_age_secs = 1 }}
@@ -559,6 +560,8 @@ async fn kill_9_mid_stream_and_a_restart_deliver_every_record_filtering_what_was
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     first.kill9();
+    // The killed instance's claims on its batch in flight last claim_secs (3 s here): the new
+    // instance's reader of that shard waits for them, then delivers those records itself.
     let before = ids_anywhere(&out).len();
     assert!(
         before < 600,
