@@ -78,6 +78,35 @@ pub struct RouteMetrics {
     pub latency: Histogram,
 }
 
+/// A labelled series: its name, help, the counter or gauge of one item, and its type.
+type Series<T> = (
+    &'static str,
+    &'static str,
+    fn(&T) -> &AtomicU64,
+    &'static str,
+);
+
+/// Renders each series once, with one line per item labelled `label="…"`.
+fn render_labelled<T>(
+    out: &mut String,
+    series: &[Series<T>],
+    label: &str,
+    items: &[Arc<T>],
+    label_of: fn(&T) -> &str,
+) {
+    for (name, help, get, kind) in series {
+        let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
+        for item in items {
+            let _ = writeln!(
+                out,
+                "{name}{{{label}=\"{}\"}} {}",
+                label_of(item),
+                get(item).load(Relaxed)
+            );
+        }
+    }
+}
+
 /// Per Kinesis shard.
 #[derive(Default)]
 pub struct ShardMetrics {
@@ -154,13 +183,7 @@ impl Metrics {
         if shards.is_empty() {
             return;
         }
-        type Series = (
-            &'static str,
-            &'static str,
-            fn(&ShardMetrics) -> &AtomicU64,
-            &'static str,
-        );
-        let series: [Series; 4] = [
+        let series: [Series<ShardMetrics>; 4] = [
             (
                 "bitacora_stream_shard_records_in_total",
                 "Records read from a Kinesis shard",
@@ -186,17 +209,7 @@ impl Metrics {
                 "counter",
             ),
         ];
-        for (name, help, get, kind) in series {
-            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
-            for s in &shards {
-                let _ = writeln!(
-                    out,
-                    "{name}{{shard=\"{}\"}} {}",
-                    s.shard,
-                    get(s).load(Relaxed)
-                );
-            }
-        }
+        render_labelled(out, &series, "shard", &shards, |s| &s.shard);
     }
 
     pub fn routes(&self) -> Vec<Arc<RouteMetrics>> {
@@ -293,13 +306,7 @@ impl Metrics {
             &format!("source=\"{source}\""),
         );
         let routes = self.routes();
-        type Series = (
-            &'static str,
-            &'static str,
-            fn(&RouteMetrics) -> &AtomicU64,
-            &'static str,
-        );
-        let per_route: [Series; 6] = [
+        let per_route: [Series<RouteMetrics>; 6] = [
             (
                 "bitacora_stream_route_delivered_total",
                 "Records a route's sink took",
@@ -337,17 +344,7 @@ impl Metrics {
                 "gauge",
             ),
         ];
-        for (name, help, get, kind) in per_route {
-            let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} {kind}");
-            for r in &routes {
-                let _ = writeln!(
-                    out,
-                    "{name}{{route=\"{}\"}} {}",
-                    r.name,
-                    get(r).load(Relaxed)
-                );
-            }
-        }
+        render_labelled(&mut out, &per_route, "route", &routes, |r| &r.name);
         let _ = writeln!(
             out,
             "# HELP bitacora_stream_route_latency_seconds Enqueue to delivered, per route.\n# TYPE bitacora_stream_route_latency_seconds histogram"

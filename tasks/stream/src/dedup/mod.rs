@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 pub use memory::MemoryDedup;
 pub use none::NoDedup;
 pub use redis::RedisDedup;
+pub(crate) use redis::connect as connect_redis;
 
 use crate::Result;
 

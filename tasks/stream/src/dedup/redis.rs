@@ -33,28 +33,39 @@ fn err(e: redis::RedisError) -> Error {
     }
 }
 
+/// A reconnecting connection to the Redis at `url` (set at the setting `key`): short connect
+/// and response timeouts, so a caller holding a batch back learns of an outage quickly and
+/// retries. `store` names the user in errors.
+pub(crate) async fn connect(
+    url: &str,
+    key: &str,
+    store: &'static str,
+) -> Result<ConnectionManager> {
+    let client = redis::Client::open(url).map_err(|e| {
+        Error::config(
+            key,
+            format!("{url:?}: {}", bitacora_model::one_line(&e.to_string())),
+        )
+    })?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500));
+    ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| Error::Dedup {
+            store,
+            message: format!(
+                "cannot connect to {url}: {}",
+                bitacora_model::one_line(&e.to_string())
+            ),
+        })
+}
+
 impl RedisDedup {
     pub async fn connect(url: &str, prefix: &str, ttl: Duration, claim: Duration) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(
-                "stream.dedup.url",
-                format!("{url:?}: {}", bitacora_model::one_line(&e.to_string())),
-            )
-        })?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| Error::Dedup {
-                store: "redis",
-                message: format!(
-                    "cannot connect to {url}: {}",
-                    bitacora_model::one_line(&e.to_string())
-                ),
-            })?;
+        let conn = connect(url, "stream.dedup.url", "redis").await?;
         // `SET … NX GET` is Redis 7's: an older server would refuse every claim at run time.
         let mut probe = conn.clone();
         let info: String = redis::cmd("INFO")

@@ -62,25 +62,9 @@ fn err(e: redis::RedisError) -> Error {
 impl RedisLeases {
     /// `prefix` already names the stream (`bitacora:kinesis:mobile-logs:`).
     pub async fn connect(url: &str, prefix: String, lease: Duration) -> Result<Self> {
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::config(
-                "stream.source.redis_url",
-                format!("{url:?}: {}", bitacora_model::one_line(&e.to_string())),
-            )
-        })?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2);
-        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| Error::Dedup {
-                store: "redis (kinesis leases)",
-                message: format!(
-                    "cannot connect to {url}: {}",
-                    bitacora_model::one_line(&e.to_string())
-                ),
-            })?;
+        let conn =
+            crate::dedup::connect_redis(url, "stream.source.redis_url", "redis (kinesis leases)")
+                .await?;
         Ok(RedisLeases {
             conn,
             prefix,

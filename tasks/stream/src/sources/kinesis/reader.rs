@@ -389,10 +389,15 @@ impl KinesisSource {
     }
 }
 
+/// The wait before try `n + 1` of a reader's call or batch: the routes' backoff (exponential,
+/// jitter in [½, 1]) from 200 ms to 5 s.
 fn backoff(n: u32) -> Duration {
-    let ms = (100u64 << n.min(6)).min(5_000);
-    let jitter = getrandom::u64().unwrap_or(0) % (ms / 2 + 1);
-    Duration::from_millis(ms - jitter)
+    const READER: crate::routes::RetryConfig = crate::routes::RetryConfig {
+        max_attempts: u32::MAX,
+        initial_backoff_ms: 200,
+        max_backoff_ms: 5_000,
+    };
+    READER.backoff(n)
 }
 
 #[async_trait]
