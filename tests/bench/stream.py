@@ -43,6 +43,18 @@ def redis_info(port, section):
     return dict(l.split(":", 1) for l in out.splitlines() if ":" in l)
 
 
+def cpu_secs(pid):
+    """User + system CPU seconds of a process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu(port):
+    i = redis_info(port, "cpu")
+    return float(i["used_cpu_user"]) + float(i["used_cpu_sys"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True)
@@ -63,6 +75,15 @@ def main():
             capture_output=True, text=True).stdout
         m = re.findall(r"SET: ([\d.]+) requests per second", out.replace("\r", "\n"))
         redis_sets = float(m[-1]) if m else float("nan")
+        subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
+        # The dedup's own command (a claim with the dedup window as its expiry), alone: what
+        # Redis can do for the service on this machine if it had a core to itself.
+        out = subprocess.run(
+            ["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64", "-r", "100000000",
+             "SET", "bitacora:seen:ev-__rand_int__-0123456789", "0123456789abcdef-1f2", "NX", "PX", "86400000", "GET"],
+            capture_output=True, text=True).stdout
+        m = re.findall(r"GET: ([\d.]+) requests per second", out.replace("\r", "\n"))
+        claim_sets = float(m[-1]) if m else float("nan")
         subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
         sport = free_port()
         conf = os.path.join(tmp, "stream.toml")
@@ -93,7 +114,9 @@ sink = {{ kind = "file", path = "{tmp}/out" }}
 
         # Throughput: every request prepared first, sent as fast as the service takes them.
         n = args.records
+        cpu0 = cpu_secs(svc.pid), redis_cpu(rport)
         t = load(10_000_000, n / 10_000_000, ["--pregenerate", "--batch", "1000", "--concurrency", "8"])
+        cpu1 = cpu_secs(svc.pid), redis_cpu(rport)
         keys = int(redis_info(rport, "keyspace").get("db0", "keys=0").split(",")[0].split("=")[1])
         used1 = int(redis_info(rport, "memory")["used_memory"])
         # Latency at a steady 10k events/s.
@@ -105,10 +128,16 @@ sink = {{ kind = "file", path = "{tmp}/out" }}
         report = json.loads(svc.communicate(timeout=120)[0])
         rate = t["sent"] / t["seconds"]
         print(f"redis-benchmark -P 64 -t set: {redis_sets:,.0f} SET/s")
+        print(f"redis-benchmark -P 64 of the claim (SET key owner NX PX 86400000 GET, new keys): {claim_sets:,.0f}/s "
+              f"= {claim_sets / redis_sets:.2f} of -t set")
         print(f"bitacora-stream, {t['sent']:,} records (HTTP -> redis dedup -> normalise -> file): "
-              f"{t['seconds']:.2f} s, {rate:,.0f} events/s = {rate / redis_sets:.2f} of redis-benchmark")
+              f"{t['seconds']:.2f} s, {rate:,.0f} events/s = {rate / redis_sets:.2f} of redis-benchmark, "
+              f"{rate / claim_sets:.2f} of the claim alone")
         print(f"  accepted {t['accepted']:,}, duplicates {t['duplicates']:,}, quarantined {t['quarantined']:,}, "
               f"resent requests {t['resent_requests']}")
+        print(f"  CPU per record: service {(cpu1[0] - cpu0[0]) / t['sent'] * 1e6:.2f} µs, "
+              f"redis {(cpu1[1] - cpu0[1]) / t['sent'] * 1e6:.2f} µs (of {2 * t['seconds'] / t['sent'] * 1e6:.2f} µs "
+              f"of both cores' time per record)")
         print(f"at 10k events/s: request (ingest -> written to the file route) p50 {lat['request_p50_ms']:.1f} ms, "
               f"p99 {lat['request_p99_ms']:.1f} ms (batches of 100)")
         print(f"service peak RSS: {hwm} MiB")

@@ -5,20 +5,28 @@
 
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
-use serde_json::value::RawValue;
 
 use crate::model::{Event, Rejected};
 
 /// RFC 3339 UTC with microseconds (`2026-11-18T10:00:00.123456Z`) of µs since the epoch.
 /// Years 0 to 9999 are written by hand (this runs for every routed record); others by chrono.
 pub fn rfc3339_micros(us: i64) -> String {
+    let mut b = Vec::with_capacity(27);
+    push_rfc3339_micros(&mut b, us);
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// Appends [`rfc3339_micros`] of `us` to `out`.
+pub fn push_rfc3339_micros(out: &mut Vec<u8>, us: i64) {
     let secs = us.div_euclid(1_000_000);
     let frac = us.rem_euclid(1_000_000) as u32;
     let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     if !(0..=9999).contains(&y) {
-        return DateTime::from_timestamp_micros(us)
+        let text = DateTime::from_timestamp_micros(us)
             .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
             .unwrap_or_else(|| us.to_string());
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
     let sod = secs.rem_euclid(86_400) as u32;
     let mut b = *b"0000-00-00T00:00:00.000000Z";
@@ -29,22 +37,31 @@ pub fn rfc3339_micros(us: i64) -> String {
     put_digits(&mut b[14..16], sod / 60 % 60);
     put_digits(&mut b[17..19], sod % 60);
     put_digits(&mut b[20..26], frac);
-    std::str::from_utf8(&b).unwrap_or_default().to_owned()
+    out.extend_from_slice(&b);
 }
 
 /// The UTC day (`YYYY-MM-DD`) of µs since the epoch: the `dt` partition of the row.
 pub fn day_of_micros(us: i64) -> String {
+    let mut b = Vec::with_capacity(10);
+    push_day_of_micros(&mut b, us);
+    String::from_utf8(b).unwrap_or_default()
+}
+
+/// Appends [`day_of_micros`] of `us` to `out`.
+pub fn push_day_of_micros(out: &mut Vec<u8>, us: i64) {
     let (y, m, d) = civil_from_days(us.div_euclid(1_000_000).div_euclid(86_400));
     if !(0..=9999).contains(&y) {
-        return DateTime::from_timestamp_micros(us)
+        let text = DateTime::from_timestamp_micros(us)
             .map(|t| t.format("%Y-%m-%d").to_string())
             .unwrap_or_default();
+        out.extend_from_slice(text.as_bytes());
+        return;
     }
     let mut b = *b"0000-00-00";
     put_digits(&mut b[0..4], y as u32);
     put_digits(&mut b[5..7], m);
     put_digits(&mut b[8..10], d);
-    std::str::from_utf8(&b).unwrap_or_default().to_owned()
+    out.extend_from_slice(&b);
 }
 
 /// Writes `v` in decimal into `out`, zero-padded to its length.
@@ -69,63 +86,116 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-#[derive(Serialize)]
-struct Row<'a> {
-    event_id: &'a str,
-    event_time: String,
-    ingest_time: Option<String>,
-    log_group: &'a str,
-    log_stream: &'a str,
-    level: Option<&'a str>,
-    event_type: Option<&'a str>,
-    user_id: Option<&'a str>,
-    session_id: Option<&'a str>,
-    app_version: Option<&'a str>,
-    platform: Option<&'a str>,
-    os_version: Option<&'a str>,
-    device_model: Option<&'a str>,
-    country: Option<&'a str>,
-    latency_ms: Option<i64>,
-    status_code: Option<i32>,
-    error_code: Option<&'a str>,
-    message: Option<&'a str>,
-    properties: Option<&'a RawValue>,
-    dt: String,
+/// Appends the routed JSON object of `event` (no newline) to `out`: the columns in the order of
+/// `bitacora.events`, written by hand (this runs for every routed record; the test module checks
+/// it byte for byte against `serde_json`). `properties` must be the JSON text of an object, as
+/// the [`Normalizer`](crate::normalize::Normalizer) writes it: it is embedded as it is.
+pub fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    let props = event.properties.as_deref();
+    out.reserve(
+        200 + event.event_id.len()
+            + event.log_group.len()
+            + event.log_stream.len()
+            + event.message.as_deref().map_or(0, str::len)
+            + props.map_or(0, str::len),
+    );
+    out.extend_from_slice(b"{\"event_id\":");
+    json_str(out, &event.event_id);
+    out.extend_from_slice(b",\"event_time\":\"");
+    push_rfc3339_micros(out, event.event_time);
+    out.extend_from_slice(b"\",\"ingest_time\":");
+    match event.ingest_time {
+        Some(t) => {
+            out.push(b'"');
+            push_rfc3339_micros(out, t);
+            out.push(b'"');
+        }
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"log_group\":");
+    json_str(out, &event.log_group);
+    out.extend_from_slice(b",\"log_stream\":");
+    json_str(out, &event.log_stream);
+    let fields: [(&[u8], &Option<std::borrow::Cow<'_, str>>); 9] = [
+        (b",\"level\":", &event.level),
+        (b",\"event_type\":", &event.event_type),
+        (b",\"user_id\":", &event.user_id),
+        (b",\"session_id\":", &event.session_id),
+        (b",\"app_version\":", &event.app_version),
+        (b",\"platform\":", &event.platform),
+        (b",\"os_version\":", &event.os_version),
+        (b",\"device_model\":", &event.device_model),
+        (b",\"country\":", &event.country),
+    ];
+    for (key, v) in fields {
+        out.extend_from_slice(key);
+        opt_str(out, v.as_deref());
+    }
+    out.extend_from_slice(b",\"latency_ms\":");
+    match event.latency_ms {
+        Some(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"status_code\":");
+    match event.status_code {
+        Some(v) => out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"error_code\":");
+    opt_str(out, event.error_code.as_deref());
+    out.extend_from_slice(b",\"message\":");
+    opt_str(out, event.message.as_deref());
+    out.extend_from_slice(b",\"properties\":");
+    match props {
+        Some(p) => out.extend_from_slice(p.as_bytes()),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"dt\":\"");
+    push_day_of_micros(out, event.event_time);
+    out.extend_from_slice(b"\"}");
+    Ok(())
 }
 
-/// Appends the routed JSON object of `event` (no newline) to `out`.
-pub fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    fn o<'b>(v: &'b Option<std::borrow::Cow<'_, str>>) -> Option<&'b str> {
-        v.as_deref()
+fn opt_str(out: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        Some(s) => json_str(out, s),
+        None => out.extend_from_slice(b"null"),
     }
-    // The normaliser writes `properties` as one JSON object; it is embedded as it is.
-    let properties = match event.properties.as_deref() {
-        Some(p) => Some(serde_json::from_str::<&RawValue>(p)?),
-        None => None,
-    };
-    let row = Row {
-        event_id: &event.event_id,
-        event_time: rfc3339_micros(event.event_time),
-        ingest_time: event.ingest_time.map(rfc3339_micros),
-        log_group: &event.log_group,
-        log_stream: &event.log_stream,
-        level: o(&event.level),
-        event_type: o(&event.event_type),
-        user_id: o(&event.user_id),
-        session_id: o(&event.session_id),
-        app_version: o(&event.app_version),
-        platform: o(&event.platform),
-        os_version: o(&event.os_version),
-        device_model: o(&event.device_model),
-        country: o(&event.country),
-        latency_ms: event.latency_ms,
-        status_code: event.status_code,
-        error_code: o(&event.error_code),
-        message: o(&event.message),
-        properties,
-        dt: day_of_micros(event.event_time),
-    };
-    serde_json::to_writer(out, &row)
+}
+
+/// `s` as a JSON string, escaped as `serde_json` escapes it (`\"`, `\\`, the short escapes of
+/// `\b \t \n \f \r`, `\u00xx` for other control characters; everything else as it is).
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let b = s.as_bytes();
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[start..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 0xf) as usize],
+            ]),
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&b[start..]);
+    out.push(b'"');
 }
 
 #[derive(Serialize)]
@@ -165,6 +235,128 @@ pub fn write_rejected(
 mod tests {
     use super::*;
     use crate::normalize::Normalizer;
+
+    /// The routed record as `serde_json` writes it: the reference of the hand-written writer.
+    #[derive(Serialize)]
+    struct Row<'a> {
+        event_id: &'a str,
+        event_time: String,
+        ingest_time: Option<String>,
+        log_group: &'a str,
+        log_stream: &'a str,
+        level: Option<&'a str>,
+        event_type: Option<&'a str>,
+        user_id: Option<&'a str>,
+        session_id: Option<&'a str>,
+        app_version: Option<&'a str>,
+        platform: Option<&'a str>,
+        os_version: Option<&'a str>,
+        device_model: Option<&'a str>,
+        country: Option<&'a str>,
+        latency_ms: Option<i64>,
+        status_code: Option<i32>,
+        error_code: Option<&'a str>,
+        message: Option<&'a str>,
+        properties: Option<&'a serde_json::value::RawValue>,
+        dt: String,
+    }
+
+    fn reference(event: &Event<'_>) -> Vec<u8> {
+        let o = |v: &'_ Option<std::borrow::Cow<'_, str>>| v.as_deref().map(str::to_owned);
+        let (level, event_type, user_id, session_id, app_version) = (
+            o(&event.level),
+            o(&event.event_type),
+            o(&event.user_id),
+            o(&event.session_id),
+            o(&event.app_version),
+        );
+        let (platform, os_version, device_model, country, error_code, message) = (
+            o(&event.platform),
+            o(&event.os_version),
+            o(&event.device_model),
+            o(&event.country),
+            o(&event.error_code),
+            o(&event.message),
+        );
+        let row = Row {
+            event_id: &event.event_id,
+            event_time: rfc3339_micros(event.event_time),
+            ingest_time: event.ingest_time.map(rfc3339_micros),
+            log_group: &event.log_group,
+            log_stream: &event.log_stream,
+            level: level.as_deref(),
+            event_type: event_type.as_deref(),
+            user_id: user_id.as_deref(),
+            session_id: session_id.as_deref(),
+            app_version: app_version.as_deref(),
+            platform: platform.as_deref(),
+            os_version: os_version.as_deref(),
+            device_model: device_model.as_deref(),
+            country: country.as_deref(),
+            latency_ms: event.latency_ms,
+            status_code: event.status_code,
+            error_code: error_code.as_deref(),
+            message: message.as_deref(),
+            properties: event
+                .properties
+                .as_deref()
+                .map(|p| serde_json::from_str(p).unwrap()),
+            dt: day_of_micros(event.event_time),
+        };
+        serde_json::to_vec(&row).unwrap()
+    }
+
+    #[test]
+    fn the_hand_written_writer_matches_serde_json_byte_for_byte() {
+        let n = Normalizer::new("/mobile/app", 1 << 20);
+        // Strings with every kind of character JSON escapes, and some it does not.
+        let odd: Vec<String> = (0u8..0x80)
+            .map(|c| format!("a{}b", c as char))
+            .chain([
+                "ñandú \u{2028} 日本 🚀".to_string(),
+                "\\\"\\".into(),
+                String::new(),
+            ])
+            .collect();
+        let mut checked = 0;
+        for (i, s) in odd.iter().enumerate() {
+            let msg = serde_json::json!({
+                "event_id": s, "ts": "2026-11-18T10:00:00.123456Z", "level": s, "event_type": s,
+                "user_id": s, "session_id": s, "app_version": s, "platform": s, "os_version": s,
+                "device_model": s, "country": s, "latency_ms": i as i64 - 40, "status_code": i,
+                "error_code": s, "props": {"k": s, "n": 0}, "extra": [i],
+            })
+            .to_string()
+            .replace(r#""n":0"#, r#""n":123456789012345678901"#);
+            let line = serde_json::json!({
+                "timestamp": 1763460000123i64 + i as i64, "ingestionTime": 1763460001000i64,
+                "message": msg, "logStreamName": s, "eventId": format!("cw{i}"),
+            })
+            .to_string();
+            let mut scratch = String::new();
+            let e = n.normalize_line(&line, &mut scratch).unwrap();
+            let mut out = Vec::new();
+            write_event(&e, &mut out).unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(reference(&e)).unwrap()
+            );
+            checked += 1;
+        }
+        // Plain text messages (nulls everywhere), and a row without ingest time.
+        let mut scratch = String::new();
+        let mut e = n
+            .normalize_line(
+                r#"{"timestamp":-5,"message":"crash\n\u0001 \"x\"","logStreamName":"s","eventId":"c"}"#,
+                &mut scratch,
+            )
+            .unwrap();
+        e.ingest_time = None;
+        let mut out = Vec::new();
+        write_event(&e, &mut out).unwrap();
+        assert_eq!(out, reference(&e));
+        assert_eq!(checked, odd.len());
+    }
 
     #[test]
     fn hand_written_dates_match_chrono() {

@@ -38,7 +38,7 @@ pub struct Pipeline {
     pub routes: Vec<Route>,
     pub quarantine: Route,
     pub metrics: Arc<Metrics>,
-    /// This instance's token; a batch's claims are `<instance>-<n>`.
+    /// This instance's token; a batch round's claims are `<instance>-<n>`.
     pub instance: String,
     /// How long a batch waits for the dedup store (errors, or copies in flight elsewhere).
     pub dedup_patience: Duration,
@@ -82,7 +82,6 @@ impl Pipeline {
         let m = &self.metrics;
         m.batches_in.fetch_add(1, Relaxed);
         m.records_in.fetch_add(records.len() as u64, Relaxed);
-        let owner = format!("{}-{}", self.instance, self.seq.fetch_add(1, Relaxed));
         let envelopes: Vec<_> = records.iter().map(Incoming::envelope).collect();
         let mut events = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
@@ -126,6 +125,8 @@ impl Pipeline {
         let mut quarantine: &[(bitacora_model::model::Rejected<'_>, i64)] = &rejected;
         let mut wait = Duration::from_millis(2);
         loop {
+            // Each round is its own owner: it commits or releases everything it claimed.
+            let owner = self.next_owner();
             let keys: Vec<&str> = pending.iter().map(|e| &*e.event_id).collect();
             let claims = self.claim(&owner, &keys, deadline).await?;
             let mut fresh = Vec::with_capacity(pending.len());
@@ -161,6 +162,11 @@ impl Pipeline {
         m.quarantined.fetch_add(outcome.quarantined, Relaxed);
         m.batch_latency.observe(started.elapsed().as_secs_f64());
         Ok(outcome)
+    }
+
+    /// A new owner token: `<instance>-<n>`, hex.
+    fn next_owner(&self) -> String {
+        format!("{}-{:x}", self.instance, self.seq.fetch_add(1, Relaxed))
     }
 
     /// Delivers one round's new records (and the batch's rejected ones, in the first round),

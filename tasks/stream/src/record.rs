@@ -40,7 +40,9 @@ impl SinkRecord {
 pub struct Incoming {
     pub timestamp_ms: i64,
     pub ingestion_ms: i64,
-    pub message: String,
+    /// The envelope's message; `None`: the record is the message itself (an app message or a
+    /// text line: [`Incoming::message`] is then `raw`, kept once).
+    pub message: Option<String>,
     pub log_stream: String,
     pub event_id: String,
     /// The record as it arrived (the quarantine's `raw`).
@@ -56,7 +58,7 @@ impl Incoming {
         Incoming {
             timestamp_ms: received_ms,
             ingestion_ms: received_ms,
-            message: String::new(),
+            message: Some(String::new()),
             log_stream: String::new(),
             event_id: id.to_string(),
             raw,
@@ -64,11 +66,16 @@ impl Incoming {
         }
     }
 
+    /// The message the normaliser reads.
+    pub fn message(&self) -> &str {
+        self.message.as_deref().unwrap_or(&self.raw)
+    }
+
     pub fn envelope(&self) -> Envelope<'_> {
         Envelope {
             timestamp: self.timestamp_ms,
             ingestion_time: Some(self.ingestion_ms),
-            message: Cow::Borrowed(&self.message),
+            message: Cow::Borrowed(self.message()),
             log_stream_name: Cow::Borrowed(&self.log_stream),
             event_id: Cow::Borrowed(&self.event_id),
         }
@@ -92,7 +99,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
         return Incoming {
             timestamp_ms: e.timestamp,
             ingestion_ms: e.ingestion_time.unwrap_or(received_ms),
-            message: e.message.into_owned(),
+            message: Some(e.message.into_owned()),
             log_stream: e
                 .log_stream_name
                 .map_or_else(|| log_stream.to_string(), Cow::into_owned),
@@ -104,7 +111,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
     Incoming {
         timestamp_ms: received_ms,
         ingestion_ms: received_ms,
-        message: line.to_string(),
+        message: None,
         log_stream: log_stream.to_string(),
         event_id: line_hash(line),
         raw: line.to_string(),
@@ -162,23 +169,19 @@ mod tests {
         );
         assert_eq!((e.timestamp_ms, e.ingestion_ms), (5, 9));
         assert_eq!(
-            (
-                e.message.as_str(),
-                e.log_stream.as_str(),
-                e.event_id.as_str()
-            ),
+            (e.message(), e.log_stream.as_str(), e.event_id.as_str()),
             ("hi", "s", "c1")
         );
         // An app message that merely has a timestamp key is a message.
         let line = r#"{"event_id":"a","timestamp":"x","message":"m"}"#;
         let m = envelope_of_line(line, 9, "http");
         assert_eq!(
-            (m.timestamp_ms, m.message.as_str(), m.log_stream.as_str()),
+            (m.timestamp_ms, m.message(), m.log_stream.as_str()),
             (9, line, "http")
         );
         assert_eq!(m.event_id, line_hash(line));
         let t = envelope_of_line("plain text crash", 9, "http");
-        assert_eq!(t.message, "plain text crash");
+        assert_eq!(t.message(), "plain text crash");
         assert_ne!(line_hash("a"), line_hash("b"));
         let h = xxh3_128(b"some line");
         assert_eq!(line_hash("some line"), format!("h:{h:032x}"));

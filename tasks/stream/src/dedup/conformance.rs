@@ -68,17 +68,47 @@ where
     // A dead holder's claim expires; a seen key is forgotten after the TTL.
     let short = Duration::from_millis(400);
     let d = make(short, short).await;
-    assert_eq!(d.claim("a", &["c1", "s1"]).await.unwrap(), vec![New, New]);
-    d.commit("a", &["s1"]).await.unwrap();
+    assert_eq!(d.claim("a", &["c1"]).await.unwrap(), vec![New]);
+    assert_eq!(d.claim("a2", &["s1"]).await.unwrap(), vec![New]);
+    d.commit("a2", &["s1"]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(d.claim("b", &["c1", "s1"]).await.unwrap(), vec![New, New]);
 
-    // A holder that renews its claim keeps it past claim_secs; nobody else can renew it.
+    // A dead holder's claim expires while the dedup window is long: the key is taken over by
+    // one caller (the others see it in flight), and is seen once that one commits.
     let d = make(long, short).await;
     assert_eq!(
-        d.claim("a", &["slow", "other"]).await.unwrap(),
+        d.claim("dead", &["o1", "o2"]).await.unwrap(),
         vec![New, New]
     );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(d.claim("b", &["o1"]).await.unwrap(), vec![New]);
+    assert_eq!(
+        d.claim("c", &["o1", "o2"]).await.unwrap(),
+        vec![InFlight, New],
+        "{}: a taken-over key is held by its new owner",
+        d.kind()
+    );
+    d.commit("b", &["o1"]).await.unwrap();
+    d.release("c", &["o2"]).await.unwrap();
+    assert_eq!(
+        d.claim("e", &["o1", "o2"]).await.unwrap(),
+        vec![Duplicate, New]
+    );
+    // Keys committed by their (new) owners are seen.
+    d.commit("e", &["o2"]).await.unwrap();
+    assert_eq!(
+        d.claim("f", &["o1", "o2"]).await.unwrap(),
+        vec![Duplicate, Duplicate]
+    );
+    // Release after commit changes nothing.
+    d.release("e", &["o2"]).await.unwrap();
+    assert_eq!(d.claim("g", &["o2"]).await.unwrap(), vec![Duplicate]);
+
+    // A holder that renews its claim keeps it past claim_secs; nobody else can renew it.
+    let d = make(long, short).await;
+    assert_eq!(d.claim("a", &["slow"]).await.unwrap(), vec![New]);
+    assert_eq!(d.claim("a2", &["other"]).await.unwrap(), vec![New]);
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         d.extend("a", &["slow"]).await.unwrap();

@@ -41,6 +41,12 @@ pub enum Claim {
 
 /// A dedup store (`[stream.dedup] kind`). Keys are the records' dedup keys; a caller's claims are
 /// told apart by its `owner` token.
+///
+/// An owner is one round of one batch, used once: it claims its keys (a claim retried after an
+/// error repeats the same keys), delivers the new ones, then commits or releases all of them —
+/// `keys` passed to `commit`, `release` and `extend` are every key the owner's claim answered
+/// [`Claim::New`]. Stores may mark per owner (Redis: one status key per round) or per key
+/// (memory); both give the same answers.
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// The store's kind, for logs and metrics.

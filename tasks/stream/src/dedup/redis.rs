@@ -1,9 +1,16 @@
-//! `kind = "redis"` (ElastiCache in AWS): one key per record, `SET key owner NX PX claim GET`
-//! claims (Redis 7 or later), `SET key = PX ttl` commits, a compare-and-delete script releases;
-//! every call is one pipeline per batch. The connection manager reconnects behind a dropped
-//! connection and hands the error to the caller, which retries (the pipeline holds the batch
-//! back meanwhile: nothing passes unchecked).
+//! `kind = "redis"` (ElastiCache in AWS): one command per record. A batch round (an owner)
+//! writes its status key `<prefix>batch:<owner>` (`~` while it delivers, for `claim_secs`) and
+//! claims each record with `SET <prefix><key> <owner> NX PX ttl GET` (Redis 7 or later) in the
+//! same pipeline; committing the round is one `SET` of its status to `=` for the TTL, releasing
+//! it one `DEL`, renewing it one `PEXPIRE`. A key held by another owner is a duplicate if that
+//! owner committed, in flight while it delivers, and taken over (a compare-and-set script) once
+//! its status is gone (released, or its holder died and the status expired). Keys written `=`
+//! by earlier versions (one `SET` per record at commit) still read as seen.
+//!
+//! The connection manager reconnects behind a dropped connection and hands the error to the
+//! caller, which retries (the pipeline holds the batch back meanwhile: nothing passes unchecked).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,12 +19,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::{Claim, DedupStore};
 use crate::{Error, Result};
 
-/// The value of a delivered key (owners are hex tokens: never this).
-const SEEN: &str = "=";
-/// Deletes a key only if it still holds the caller's claim.
-const RELEASE: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
-/// Renews a key's expiry only if it still holds the caller's claim.
-const EXTEND: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+/// A committed round's status (and the value of keys seen by earlier versions). Owners are hex
+/// tokens: never this, nor [`PENDING`].
+const SEEN: &[u8] = b"=";
+/// A round's status while it delivers.
+const PENDING: &[u8] = b"~";
+/// Takes a key over from an owner whose status is gone: only if it still holds that owner.
+const TAKEOVER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
+/// Renews a round's status only while it delivers (never shortens a commit).
+const EXTEND: &str = "if redis.call('GET', KEYS[1]) == '~' then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) else return 0 end";
 
 pub struct RedisDedup {
     conn: ConnectionManager,
@@ -98,6 +108,19 @@ impl RedisDedup {
         s.push_str(k);
         s
     }
+
+    /// The status key of a round.
+    fn status_key(&self, owner: &str) -> String {
+        format!("{}batch:{owner}", self.prefix)
+    }
+}
+
+/// What a round's status key says.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Committed,
+    Delivering,
+    Gone,
 }
 
 /// `redis_version:7.0.15` of `INFO server` (Valkey and ElastiCache report it too).
@@ -120,78 +143,142 @@ impl DedupStore for RedisDedup {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
+        // The status first: whoever finds a key of this round finds its status.
+        pipe.cmd("SET")
+            .arg(self.status_key(owner))
+            .arg(PENDING)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.claim_ms)
+            .ignore();
+        let mut key = String::with_capacity(self.prefix.len() + 64);
         for k in keys {
+            key.clear();
+            key.push_str(&self.prefix);
+            key.push_str(k);
             pipe.cmd("SET")
-                .arg(self.key(k))
+                .arg(key.as_bytes())
                 .arg(owner)
                 .arg("NX")
                 .arg("PX")
-                .arg(self.claim_ms)
+                .arg(self.ttl_ms)
                 .arg("GET");
         }
         let mut conn = self.conn.clone();
-        let previous: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(err)?;
-        Ok(previous
-            .into_iter()
-            .map(|p| match p.as_deref() {
+        let previous: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(err)?;
+        if previous.len() != keys.len() {
+            return Err(Error::Dedup {
+                store: "redis",
+                message: format!("{} answers to {} claims", previous.len(), keys.len()),
+            });
+        }
+        // The rounds holding the keys that were taken: one MGET of their statuses.
+        let mut holders: HashMap<&[u8], Status> = HashMap::new();
+        for p in previous.iter().flatten() {
+            if p.as_slice() != SEEN {
+                holders.insert(p.as_slice(), Status::Gone);
+            }
+        }
+        if !holders.is_empty() {
+            let names: Vec<&[u8]> = holders.keys().copied().collect();
+            let mut mget = redis::cmd("MGET");
+            for h in &names {
+                mget.arg(self.status_key(&String::from_utf8_lossy(h)));
+            }
+            let statuses: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.map_err(err)?;
+            for (h, st) in names.iter().zip(statuses) {
+                let status = match st.as_deref() {
+                    Some(SEEN) => Status::Committed,
+                    Some(_) => Status::Delivering,
+                    None => Status::Gone,
+                };
+                holders.insert(h, status);
+            }
+        }
+        let mut out = Vec::with_capacity(keys.len());
+        let mut orphans = Vec::new();
+        for (i, p) in previous.iter().enumerate() {
+            out.push(match p.as_deref() {
                 None => Claim::New,
                 Some(SEEN) => Claim::Duplicate,
-                Some(o) if o == owner => Claim::New,
-                Some(_) => Claim::InFlight,
-            })
-            .collect())
+                Some(h) => match holders.get(h).copied().unwrap_or(Status::Gone) {
+                    Status::Committed => Claim::Duplicate,
+                    Status::Delivering if h == owner.as_bytes() => Claim::New,
+                    Status::Delivering => Claim::InFlight,
+                    // This round's own status is gone only if it expired: it was written again
+                    // above, so this cannot happen; another's: take the key over.
+                    Status::Gone => {
+                        orphans.push((i, h));
+                        Claim::InFlight
+                    }
+                },
+            });
+        }
+        if !orphans.is_empty() {
+            let mut pipe = redis::pipe();
+            for (i, h) in &orphans {
+                pipe.cmd("EVAL")
+                    .arg(TAKEOVER)
+                    .arg(1)
+                    .arg(self.key(keys[*i]))
+                    .arg(*h)
+                    .arg(owner)
+                    .arg(self.ttl_ms);
+            }
+            let taken: Vec<i64> = pipe.query_async(&mut conn).await.map_err(err)?;
+            for ((i, _), t) in orphans.iter().zip(taken) {
+                // Not taken: someone else took it first; it is in flight (asked again later).
+                if t == 1 {
+                    out[*i] = Claim::New;
+                }
+            }
+        }
+        Ok(out)
     }
 
-    async fn commit(&self, _owner: &str, keys: &[&str]) -> Result<()> {
+    async fn commit(&self, owner: &str, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("SET")
-                .arg(self.key(k))
-                .arg(SEEN)
-                .arg("PX")
-                .arg(self.ttl_ms)
-                .ignore();
-        }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        redis::cmd("SET")
+            .arg(self.status_key(owner))
+            .arg(SEEN)
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
     }
 
     async fn release(&self, owner: &str, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("EVAL")
-                .arg(RELEASE)
-                .arg(1)
-                .arg(self.key(k))
-                .arg(owner)
-                .ignore();
-        }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        // Only a round still delivering: a committed one stays committed.
+        redis::cmd("EVAL")
+            .arg("if redis.call('GET', KEYS[1]) == '~' then return redis.call('DEL', KEYS[1]) else return 0 end")
+            .arg(1)
+            .arg(self.status_key(owner))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
     }
 
     async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for k in keys {
-            pipe.cmd("EVAL")
-                .arg(EXTEND)
-                .arg(1)
-                .arg(self.key(k))
-                .arg(owner)
-                .arg(self.claim_ms)
-                .ignore();
-        }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(err)
+        redis::cmd("EVAL")
+            .arg(EXTEND)
+            .arg(1)
+            .arg(self.status_key(owner))
+            .arg(self.claim_ms)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
     }
 }
 

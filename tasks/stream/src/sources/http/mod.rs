@@ -182,9 +182,9 @@ impl HttpSource {
                     ),
                 );
             }
-            out
+            bytes::Bytes::from(out)
         } else {
-            body.to_vec()
+            body
         };
         let received = now_ms();
         // One UTF-8 check of the whole body (the usual case); line by line, with

@@ -148,7 +148,7 @@ fn decode_subscription(
                 out.push(Incoming {
                     timestamp_ms: e.timestamp,
                     ingestion_ms: arrival_ms,
-                    message: e.message.to_string(),
+                    message: Some(e.message.to_string()),
                     log_stream: stream.to_string(),
                     event_id: e.id.to_string(),
                     raw,
@@ -199,8 +199,8 @@ mod tests {
             (out[0].timestamp_ms, out[0].ingestion_ms),
             (1763460000123, 9)
         );
-        assert!(out[0].message.contains("\"event_id\":\"e1\""));
-        assert_eq!(out[1].message, "plain crash text");
+        assert!(out[0].message().contains("\"event_id\":\"e1\""));
+        assert_eq!(out[1].message(), "plain crash text");
         assert!(out[1].raw.contains("\"eventId\":\"3696\""));
 
         let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Kinesis stream."}]}"#;
@@ -229,7 +229,7 @@ mod tests {
         let trace = "Fatal Exception: boom\n\tat a.b(C.kt:1)\n\tat d.e(F.kt:2)\n";
         let mut out = Vec::new();
         assert_eq!(decode(trace.as_bytes(), 9, "s", "k", &mut out).records, 1);
-        assert_eq!(out[0].message, trace.trim_end());
+        assert_eq!(out[0].message(), trace.trim_end());
         let mut out = Vec::new();
         assert_eq!(
             decode(b"{\"event_id\":\"one\"}", 9, "s", "k", &mut out).records,
