@@ -2,7 +2,8 @@
 //! private Redis for leases, checkpoints and the dedup window: a shard split and a merge
 //! mid-stream (children read only after their parents; nothing skipped, nothing repeated), two
 //! instances sharing a stream (shards split between them, taken over when one stops), CloudWatch
-//! Logs subscription payloads, and the Redis lease store's conformance suite.
+//! Logs subscription payloads, throttled and expired reads (a fault-injecting proxy), and the
+//! Redis lease store's conformance suite.
 #![cfg(feature = "aws")]
 
 mod support;
@@ -606,4 +607,226 @@ async fn redis_restarted_mid_stream_loses_nothing() {
     // Every record at least once; what was delivered before the restart may come again (the
     // checkpoints were lost with Redis), never nothing.
     assert_eq!(counts(&rows).len(), 500);
+}
+
+/// A proxy in front of kinesis-local that answers some calls with an AWS error instead of
+/// forwarding them: `fault(operation, n)` (n counts that operation's calls from 1) returns the
+/// error's `__type`, or `None` to forward. Counts every operation it saw.
+struct FaultProxy {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl FaultProxy {
+    fn start<F>(upstream: String, fault: F) -> FaultProxy
+    where
+        F: Fn(&str, usize) -> Option<&'static str> + Send + Sync + 'static,
+    {
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let counts = seen.clone();
+        let fault = Arc::new(fault);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let client = reqwest::Client::new();
+                let serve = async {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            return;
+                        };
+                        let (client, upstream, counts, fault) = (
+                            client.clone(),
+                            upstream.clone(),
+                            counts.clone(),
+                            fault.clone(),
+                        );
+                        tokio::spawn(async move {
+                            let svc = hyper::service::service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| {
+                                    let (client, upstream, counts, fault) = (
+                                        client.clone(),
+                                        upstream.clone(),
+                                        counts.clone(),
+                                        fault.clone(),
+                                    );
+                                    async move {
+                                        proxy_one(req, &client, &upstream, &counts, &*fault).await
+                                    }
+                                },
+                            );
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = serve => {}
+                    _ = stop_rx => {}
+                }
+            });
+        });
+        FaultProxy {
+            port,
+            seen,
+            stop: Some(stop_tx),
+        }
+    }
+
+    fn seen(&self, op: &str) -> usize {
+        self.seen.lock().unwrap().get(op).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+async fn proxy_one(
+    req: hyper::Request<hyper::body::Incoming>,
+    client: &reqwest::Client,
+    upstream: &str,
+    counts: &std::sync::Mutex<BTreeMap<String, usize>>,
+    fault: &(dyn Fn(&str, usize) -> Option<&'static str> + Send + Sync),
+) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    // `X-Amz-Target: Kinesis_20131202.GetRecords`
+    let op = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or_default()
+        .to_string();
+    let n = {
+        let mut c = counts.lock().unwrap();
+        let n = c.entry(op.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    let reply = |status: u16, ctype: String, body: bytes::Bytes| {
+        let mut r = hyper::Response::new(http_body_util::Full::new(body));
+        *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+        r.headers_mut()
+            .insert("content-type", ctype.parse().unwrap());
+        Ok(r)
+    };
+    if let Some(error) = fault(&op, n) {
+        let text = serde_json::json!({"__type": error, "message": format!("injected by the test ({op} #{n})")});
+        return reply(
+            400,
+            "application/x-amz-json-1.1".into(),
+            text.to_string().into(),
+        );
+    }
+    let mut fwd = client.request(
+        reqwest::Method::from_bytes(parts.method.as_str().as_bytes()).unwrap(),
+        format!(
+            "{upstream}{}",
+            parts.uri.path_and_query().map_or("/", |p| p.as_str())
+        ),
+    );
+    for (k, v) in &parts.headers {
+        if k != "host" && k != "content-length" {
+            fwd = fwd.header(k.as_str(), v.as_bytes());
+        }
+    }
+    match fwd.body(body).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let ctype = r
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("application/x-amz-json-1.1")
+                .to_string();
+            let body = r.bytes().await.unwrap_or_default();
+            reply(status, ctype, body)
+        }
+        Err(e) => reply(502, "text/plain".into(), e.to_string().into()),
+    }
+}
+
+/// Sum of a metric's series over every label set.
+fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttled_and_expired_reads_back_off_and_lose_nothing() {
+    aws_env();
+    let tmp = tempfile::tempdir().unwrap();
+    let kl = KinesisLocal::start();
+    let redis = Redis::start();
+    let k = kl.client();
+    create(&k, "faults", 1).await;
+    put(&k, "faults", 0, 300).await;
+    // GetRecords: calls 2–9 throttled (more than the SDK's own 3 attempts, so the reader's
+    // backoff is reached), call 12 answered "iterator expired".
+    let proxy = FaultProxy::start(kl.url(), |op, n| match (op, n) {
+        ("GetRecords", 2..=9) => Some("ProvisionedThroughputExceededException"),
+        ("GetRecords", 12) => Some("ExpiredIteratorException"),
+        _ => None,
+    });
+    let conf = config(tmp.path(), &kl, "faults", &redis, "out").replace(
+        &format!("endpoint_url = \"{}\"", kl.url()),
+        &format!(
+            "endpoint_url = \"http://127.0.0.1:{}\"\nmax_records = 50",
+            proxy.port
+        ),
+    );
+    let svc = Svc::start(&conf).await;
+    let first = wait_rows(&[tmp.path().join("out")], 300, Duration::from_secs(60)).await;
+    // More records after the expired iterator: read from the checkpoint on, nothing skipped.
+    put(&k, "faults", 1, 200).await;
+    let rows = wait_rows(&[tmp.path().join("out")], 500, Duration::from_secs(60)).await;
+    let m = svc.metrics().await;
+    svc.stop().await;
+    assert!(first.len() >= 300);
+    let c = counts(&rows);
+    assert_eq!(c.len(), 500, "every record delivered");
+    assert!(
+        c.values().all(|n| *n == 1),
+        "re-read records are duplicates, filtered: {:?}",
+        c.iter()
+            .filter(|(_, n)| **n > 1)
+            .take(5)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        metric_sum(&m, "bitacora_stream_shard_throttled_total") >= 1.0,
+        "throttled reads counted"
+    );
+    assert!(proxy.seen("GetRecords") >= 13, "{:?}", proxy.seen);
+    // The expired iterator is replaced by a new one (from the checkpoint): one for the start,
+    // at least one after the expiry.
+    assert!(
+        proxy.seen("GetShardIterator") >= 2,
+        "{:?}",
+        proxy.seen.lock().unwrap()
+    );
 }

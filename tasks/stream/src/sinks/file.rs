@@ -89,6 +89,9 @@ struct Part {
 struct Inner {
     part: Option<Part>,
     seq: u64,
+    /// The lines of a batch before their write, kept between batches: a fresh buffer each time
+    /// costs page faults (zeroed pages) as large as the batch.
+    buf: Vec<u8>,
 }
 
 pub struct FileSink {
@@ -106,7 +109,11 @@ impl FileSink {
         Ok(FileSink {
             config: config.clone(),
             instance: instance.to_string(),
-            inner: Arc::new(Mutex::new(Inner { part: None, seq: 0 })),
+            inner: Arc::new(Mutex::new(Inner {
+                part: None,
+                seq: 0,
+                buf: Vec::new(),
+            })),
         })
     }
 
@@ -264,7 +271,7 @@ fn write_batch(
     let total: usize = batch.iter().map(|r| r.len() + 1).sum();
     // One write of whole lines; on failure the part is abandoned (cut back to where it was)
     // and the batch is sent again into a new part.
-    let written = write_lines(&mut part.file, batch)
+    let written = write_lines(&mut part.file, &mut inner.buf, batch)
         .map_err(|e| ("write", e))
         .and_then(|()| {
             if config.fsync {
@@ -290,13 +297,18 @@ fn write_batch(
 
 /// Writes each record and a newline: copied into one buffer first (a vectored write of two
 /// slices a line costs the kernel more than the copy).
-fn write_lines(file: &mut File, batch: &[SinkRecord]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(batch.iter().map(|r| r.len() + 1).sum());
+fn write_lines(file: &mut File, buf: &mut Vec<u8>, batch: &[SinkRecord]) -> std::io::Result<()> {
+    buf.clear();
     for r in batch {
         buf.extend_from_slice(&r.json);
         buf.push(b'\n');
     }
-    file.write_all(&buf)
+    let written = file.write_all(buf);
+    // A batch far larger than usual does not keep its memory.
+    if buf.capacity() > 16 << 20 {
+        *buf = Vec::new();
+    }
+    written
 }
 
 /// `YYYYMMDDTHHMMSSmmmZ`, UTC, from the system clock.
