@@ -75,9 +75,35 @@ impl Pipeline {
         }
     }
 
-    /// Takes one batch; `Ok` once every matching route accepted its records. `Err`: nothing of
-    /// the batch counts as delivered (its claims are released): send it again.
+    /// Takes one batch; `Ok` once every matching route accepted its records and their keys are
+    /// marked seen. `Err`: nothing of the batch counts as delivered (its claims are released):
+    /// send it again.
     pub async fn process(&self, records: &[Incoming]) -> Result<Outcome> {
+        self.run(records, None).await
+    }
+
+    /// [`Pipeline::process`], telling `answer` the outcome as soon as the batch is delivered:
+    /// the last round's keys are marked seen after that (one dedup round trip less before the
+    /// sender hears back). A copy arriving meanwhile waits for the mark and is a duplicate; the
+    /// service's shutdown waits for it too (the pipeline stays alive until it is done).
+    pub async fn process_answering(
+        &self,
+        records: &[Incoming],
+        answer: tokio::sync::oneshot::Sender<Result<Outcome>>,
+    ) {
+        let mut answer = Some(answer);
+        if let Err(e) = self.run(records, Some(&mut answer)).await
+            && let Some(tx) = answer.take()
+        {
+            let _ = tx.send(Err(e));
+        }
+    }
+
+    async fn run(
+        &self,
+        records: &[Incoming],
+        mut answer: Option<&mut Option<tokio::sync::oneshot::Sender<Result<Outcome>>>>,
+    ) -> Result<Outcome> {
         let started = Instant::now();
         let m = &self.metrics;
         m.batches_in.fetch_add(1, Relaxed);
@@ -124,7 +150,7 @@ impl Pipeline {
         let mut pending: Vec<&bitacora_model::model::Event<'_>> = events.iter().collect();
         let mut quarantine: &[(bitacora_model::model::Rejected<'_>, i64)] = &rejected;
         let mut wait = Duration::from_millis(2);
-        loop {
+        let (last_owner, last_keys) = loop {
             // Each round is its own owner: it commits or releases everything it claimed.
             let owner = self.next_owner();
             let keys: Vec<&str> = pending.iter().map(|e| &*e.event_id).collect();
@@ -138,12 +164,17 @@ impl Pipeline {
                     Claim::InFlight => in_flight.push(*e),
                 }
             }
-            self.deliver_round(&owner, &fresh, quarantine, &mut outcome)
+            let delivered = self
+                .deliver_round(&owner, &fresh, quarantine, &mut outcome)
                 .await?;
             quarantine = &[];
             if in_flight.is_empty() {
-                break;
+                // The last round: the sender may hear back before its keys are marked.
+                break (owner, delivered);
             }
+            // Marked before waiting for the copies in flight elsewhere: their holders may be
+            // waiting for these keys in turn.
+            self.commit(&owner, &delivered).await;
             m.dedup_in_flight_waits.fetch_add(1, Relaxed);
             if Instant::now() >= deadline {
                 m.failed_batches.fetch_add(1, Relaxed);
@@ -156,11 +187,15 @@ impl Pipeline {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(50));
             pending = in_flight;
-        }
+        };
         m.accepted.fetch_add(outcome.accepted, Relaxed);
         m.duplicates.fetch_add(outcome.duplicates, Relaxed);
         m.quarantined.fetch_add(outcome.quarantined, Relaxed);
         m.batch_latency.observe(started.elapsed().as_secs_f64());
+        if let Some(tx) = answer.as_mut().and_then(|a| a.take()) {
+            let _ = tx.send(Ok(outcome));
+        }
+        self.commit(&last_owner, &last_keys).await;
         Ok(outcome)
     }
 
@@ -169,17 +204,17 @@ impl Pipeline {
         format!("{}-{:x}", self.instance, self.seq.fetch_add(1, Relaxed))
     }
 
-    /// Delivers one round's new records (and the batch's rejected ones, in the first round),
-    /// then commits their keys; on failure releases them.
-    async fn deliver_round(
+    /// Delivers one round's new records (and the batch's rejected ones, in the first round);
+    /// returns their keys, to be committed. On failure releases them.
+    async fn deliver_round<'e>(
         &self,
         owner: &str,
-        fresh: &[&bitacora_model::model::Event<'_>],
+        fresh: &[&'e bitacora_model::model::Event<'_>],
         rejected: &[(bitacora_model::model::Rejected<'_>, i64)],
         outcome: &mut Outcome,
-    ) -> Result<()> {
+    ) -> Result<Vec<&'e str>> {
         if fresh.is_empty() && rejected.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
         let work = async {
@@ -202,8 +237,7 @@ impl Pipeline {
                 "the batch was not delivered to every route: send it again".into(),
             ));
         }
-        self.commit(owner, &keys).await;
-        Ok(())
+        Ok(keys)
     }
 
     /// Runs `work` (the delivery of a round) while renewing the round's claims every third of

@@ -231,21 +231,21 @@ impl HttpSource {
         // off half-way (its claims held, its records half handed over); it finishes, and a
         // copy the client sends again is then a duplicate.
         let p = pipeline.clone();
-        let task = tokio::spawn(async move {
+        let (tx, answer) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
             p.metrics.in_flight_records.fetch_add(n, Relaxed);
-            let result = p.process(&records).await;
+            p.process_answering(&records, tx).await;
             p.metrics.in_flight_records.fetch_sub(n, Relaxed);
             drop(permit);
-            result
         });
-        match tokio::time::timeout(self.timeout, task).await {
+        match tokio::time::timeout(self.timeout, answer).await {
             Ok(Ok(Ok(o))) => {
                 json_response(StatusCode::OK, serde_json::to_value(o).unwrap_or_default())
             }
             Ok(Ok(Err(e))) => retry_later(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), 2),
-            Ok(Err(e)) => retry_later(
+            Ok(Err(_)) => retry_later(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("the batch's task failed: {e}"),
+                "the batch's task stopped before answering",
                 2,
             ),
             Err(_) => retry_later(
