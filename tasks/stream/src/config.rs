@@ -26,6 +26,10 @@ pub struct StreamConfig {
     pub max_body_bytes: u64,
     /// Largest body once decompressed (`Content-Encoding: gzip`): larger ones get 413.
     pub max_decoded_bytes: u64,
+    /// Request bodies held at once while they are received and read, in bytes as sent (each
+    /// counts its `Content-Length`, else `max_body_bytes`); a request that does not fit gets 429
+    /// with `Retry-After` before its body is read.
+    pub max_buffered_bytes: u64,
     /// Records in flight in the whole service (accepted, not yet acknowledged); when a batch does
     /// not fit, ingest answers 429 with `Retry-After`.
     pub queue_records: u64,
@@ -59,6 +63,7 @@ impl Default for StreamConfig {
             auth_token_file: None,
             max_body_bytes: 10 << 20,
             max_decoded_bytes: 64 << 20,
+            max_buffered_bytes: 256 << 20,
             queue_records: 200_000,
             request_timeout_secs: 30,
             drain_secs: 30,
@@ -101,13 +106,19 @@ impl Component for StreamConfig {
                 ),
             ));
         }
-        let ranges: [(&str, u64, u64, u64); 5] = [
+        let ranges: [(&str, u64, u64, u64); 6] = [
             ("stream.max_body_bytes", self.max_body_bytes, 1024, 1 << 30),
             (
                 "stream.max_decoded_bytes",
                 self.max_decoded_bytes,
                 1024,
                 4 << 30,
+            ),
+            (
+                "stream.max_buffered_bytes",
+                self.max_buffered_bytes,
+                self.max_body_bytes,
+                1 << 40,
             ),
             ("stream.queue_records", self.queue_records, 1, 100_000_000),
             (

@@ -115,6 +115,9 @@ pub async fn run(
             max_body_bytes: stream.max_body_bytes,
             max_decoded_bytes: stream.max_decoded_bytes,
             queue_records: stream.queue_records,
+            bodies: Arc::new(Semaphore::new(
+                stream.max_buffered_bytes.min(Semaphore::MAX_PERMITS as u64) as usize,
+            )),
             queue: Arc::new(Semaphore::new(
                 stream.queue_records.min(Semaphore::MAX_PERMITS as u64) as usize,
             )),
@@ -141,6 +144,15 @@ pub async fn run(
         let _ = tx.send(addr);
     }
     let drain = Duration::from_secs(stream.drain_secs);
+    // One budget for the whole drain (requests in flight, then the routes' buffers), counted
+    // from the signal.
+    let stopping = {
+        let mut rx = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+            tokio::time::Instant::now()
+        })
+    };
     let (served, sourced) = tokio::join!(
         server.clone().serve(listener, shutdown.clone(), drain),
         source.clone().run(pipeline.clone(), shutdown)
@@ -151,7 +163,16 @@ pub async fn run(
     drop(server);
     drop(source);
     drop(pipeline);
-    let deadline = tokio::time::Instant::now() + drain;
+    let signalled = if stopping.is_finished() {
+        stopping
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now())
+    } else {
+        // Stopped for another reason (the source ended): the budget starts now.
+        stopping.abort();
+        tokio::time::Instant::now()
+    };
+    let deadline = signalled + drain;
     for w in workers {
         if tokio::time::timeout_at(deadline, w).await.is_err() {
             tracing::warn!(

@@ -274,6 +274,74 @@ batch = {{ linger_ms = 0 }}
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_held_at_once_are_bounded_before_they_are_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let d = dir_toml(tmp.path());
+    let svc = Svc::start(&format!(
+        r#"data_dir = "{d}/data"
+max_body_bytes = 2048
+max_buffered_bytes = 3000
+[[stream.routes]]
+name = "files"
+sink = {{ kind = "file", path = "{d}/files" }}
+"#
+    ))
+    .await;
+    let addr = svc.url("").trim_start_matches("http://").to_string();
+    let line = message(1, "tap") + "\n";
+    let body = format!("{line:<2000}");
+    // A slow client: headers of a 2000-byte body, then nothing yet.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(
+        format!(
+            "POST /v1/logs HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // Another 2000-byte body does not fit beside it: 429 with Retry-After, its body unread.
+    let client = reqwest::Client::new();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = client
+            .post(svc.url("/v1/logs"))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        if r.status().as_u16() == 429 || std::time::Instant::now() > until {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let text = r.text().await.unwrap();
+    assert!(text.contains("stream.max_buffered_bytes"), "{text}");
+    // The slow body arrives: taken; then there is room again.
+    slow.write_all(body.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let r = client
+        .post(svc.url("/v1/logs"))
+        .body(message(2, "tap"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let report = svc.stop().await;
+    assert_eq!(report.accepted, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_route_retries_then_dead_letters_while_others_flow() {
     let tmp = tempfile::tempdir().unwrap();
     let d = dir_toml(tmp.path());

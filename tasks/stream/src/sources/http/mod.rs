@@ -31,6 +31,8 @@ pub struct HttpSource {
     pub max_body_bytes: u64,
     pub max_decoded_bytes: u64,
     pub queue_records: u64,
+    /// Body bytes being received (`stream.max_buffered_bytes`).
+    pub bodies: Arc<Semaphore>,
     pub queue: Arc<Semaphore>,
     pub timeout: Duration,
     pub log_stream: String,
@@ -126,6 +128,22 @@ impl HttpSource {
             .get("x-log-stream")
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| self.log_stream.clone(), str::to_string);
+        // Bodies held at once are bounded before one is read: many connections sending large
+        // bodies get 429, memory does not grow with them. Held until the records are queued.
+        let weight = declared.unwrap_or(self.max_body_bytes).max(1);
+        let Ok(body_permit) = u32::try_from(weight).map_err(|_| ()).and_then(|w| {
+            self.bodies
+                .clone()
+                .try_acquire_many_owned(w)
+                .map_err(|_| ())
+        }) else {
+            pipeline.metrics.rejected_batches_full.fetch_add(1, Relaxed);
+            return retry_later(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many request bodies being received (stream.max_buffered_bytes): send this batch again later",
+                1,
+            );
+        };
         // A slow client gets the request's time budget for its body, not more.
         let limited = Limited::new(req.into_body(), self.max_body_bytes as usize);
         let body = match tokio::time::timeout(self.timeout, limited.collect()).await {
@@ -230,6 +248,7 @@ impl HttpSource {
         // The batch runs as its own task: a client that hangs up or times out does not cut it
         // off half-way (its claims held, its records half handed over); it finishes, and a
         // copy the client sends again is then a duplicate.
+        drop(body_permit);
         let p = pipeline.clone();
         let (tx, answer) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
