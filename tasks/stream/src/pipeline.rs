@@ -269,54 +269,63 @@ impl Pipeline {
 
     /// Claims the keys, retrying store errors until `deadline`.
     async fn claim(&self, owner: &str, keys: &[&str], deadline: Instant) -> Result<Vec<Claim>> {
-        let mut attempt = 0u32;
-        loop {
-            match self.dedup.claim(owner, keys).await {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    self.metrics.dedup_errors.fetch_add(1, Relaxed);
-                    if Instant::now() >= deadline {
-                        self.metrics.failed_batches.fetch_add(1, Relaxed);
-                        return Err(Error::Unavailable(format!(
-                            "dedup store {} unavailable for {:?} ({e}): send the batch again",
-                            self.dedup.kind(),
-                            self.dedup_patience
-                        )));
-                    }
-                    tracing::warn!("dedup {}: {e}; retrying", self.dedup.kind());
-                }
-            }
-            attempt += 1;
-            tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(5)).min(1000))).await;
-        }
+        self.retrying("claim", deadline, || self.dedup.claim(owner, keys))
+            .await
+            .map_err(|e| {
+                self.metrics.failed_batches.fetch_add(1, Relaxed);
+                Error::Unavailable(format!(
+                    "dedup store {} unavailable for {:?} ({e}): send the batch again",
+                    self.dedup.kind(),
+                    self.dedup_patience
+                ))
+            })
     }
 
     /// Marks delivered keys seen, retrying store errors for a while: the records are delivered
     /// either way, a mark that cannot be written only lets a later copy through (counted).
     async fn commit(&self, owner: &str, keys: &[&str]) {
         let deadline = Instant::now() + self.dedup_patience;
+        if let Err(e) = self
+            .retrying("commit", deadline, || self.dedup.commit(owner, keys))
+            .await
+        {
+            self.metrics
+                .dedup_commit_failures
+                .fetch_add(keys.len() as u64, Relaxed);
+            tracing::error!(
+                "dedup {}: {} delivered records could not be marked seen ({e}): later copies of them will pass",
+                self.dedup.kind(),
+                keys.len()
+            );
+        }
+    }
+
+    /// Runs a dedup store call until it succeeds or `deadline` passes (then its last error),
+    /// counting errors and backing off as the routes do (25 ms doubling to 1 s, with jitter).
+    async fn retrying<T, F, Fut>(&self, what: &str, deadline: Instant, mut call: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        const BACKOFF: crate::routes::RetryConfig = crate::routes::RetryConfig {
+            max_attempts: u32::MAX,
+            initial_backoff_ms: 25,
+            max_backoff_ms: 1_000,
+        };
         let mut attempt = 0u32;
         loop {
-            match self.dedup.commit(owner, keys).await {
-                Ok(()) => return,
-                Err(e) if Instant::now() < deadline => {
-                    self.metrics.dedup_errors.fetch_add(1, Relaxed);
-                    tracing::warn!("dedup {}: commit: {e}; retrying", self.dedup.kind());
-                }
+            match call().await {
+                Ok(v) => return Ok(v),
                 Err(e) => {
-                    self.metrics
-                        .dedup_commit_failures
-                        .fetch_add(keys.len() as u64, Relaxed);
-                    tracing::error!(
-                        "dedup {}: {} delivered records could not be marked seen ({e}): later copies of them will pass",
-                        self.dedup.kind(),
-                        keys.len()
-                    );
-                    return;
+                    self.metrics.dedup_errors.fetch_add(1, Relaxed);
+                    if Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    tracing::warn!("dedup {}: {what}: {e}; retrying", self.dedup.kind());
                 }
             }
             attempt += 1;
-            tokio::time::sleep(Duration::from_millis((25u64 << attempt.min(5)).min(1000))).await;
+            tokio::time::sleep(BACKOFF.backoff(attempt)).await;
         }
     }
 
