@@ -4,82 +4,10 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-struct Service {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl Service {
-    fn start(config: &Path, port: u16) -> Service {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(env!("CARGO_BIN_EXE_bitacora-stream"))
-            .arg("--config")
-            .arg(config)
-            .env("BITACORA_STREAM_LISTEN", format!("127.0.0.1:{port}"))
-            .env("BITACORA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let s = Service {
-            child: Some(child),
-            port,
-        };
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "bitacora-stream did not listen on {port} in 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/logs", self.port)
-    }
-
-    fn signal(&mut self, sig: libc::c_int) -> (i32, String) {
-        let mut child = self.child.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(child.id() as i32, sig) };
-        let until = Instant::now() + Duration::from_secs(60);
-        let status = loop {
-            if let Some(st) = child.try_wait().unwrap() {
-                break st;
-            }
-            assert!(
-                Instant::now() < until,
-                "bitacora-stream did not exit in 60 s after signal {sig}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let mut out = String::new();
-        if let Some(mut o) = child.stdout.take() {
-            let _ = o.read_to_string(&mut out);
-        }
-        (status.code().unwrap_or(-1), out)
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SAFETY: the child leads its own process group.
-            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
-            let _ = c.wait();
-        }
-    }
-}
 
 fn write_config(dir: &Path, redis: &str) -> std::path::PathBuf {
     let d = dir.display();
@@ -108,7 +36,7 @@ async fn sigterm_drains_closes_files_and_reports() {
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), &redis.url());
-    let mut svc = Service::start(&config, free_port());
+    let mut svc = StreamBinary::start(&config, free_port(), &[]);
     let client = reqwest::Client::new();
     for b in 0..5 {
         let lines: Vec<String> = (0..40).map(|i| message(b * 40 + i, "tap")).collect();
@@ -141,7 +69,7 @@ async fn kill_9_mid_stream_and_restart_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let config = write_config(tmp.path(), &redis.url());
     let port = free_port();
-    let mut svc = Service::start(&config, port);
+    let mut svc = StreamBinary::start(&config, port, &[]);
     let client = reqwest::Client::new();
     let url = svc.url();
     let batches: Vec<Vec<String>> = (0..30)
@@ -166,7 +94,7 @@ async fn kill_9_mid_stream_and_restart_loses_nothing() {
     }
     let (code, _) = svc.signal(libc::SIGKILL);
     assert_ne!(code, 0);
-    let mut svc = Service::start(&config, port);
+    let mut svc = StreamBinary::start(&config, port, &[]);
     tokio::time::timeout(Duration::from_secs(120), producer)
         .await
         .unwrap()

@@ -95,12 +95,7 @@ impl Drop for KinesisLocal {
 
 /// The credentials the service's SDK reads from the environment (the same in every test).
 fn aws_env() {
-    for (k, v) in [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ] {
+    for (k, v) in AWS_TEST_ENV {
         // SAFETY: every test of this binary sets the same values before reading them.
         unsafe { std::env::set_var(k, v) };
     }
@@ -483,45 +478,6 @@ async fn the_load_generator_puts_to_kinesis_and_the_service_reads_it() {
     );
 }
 
-/// The `bitacora-stream` binary in its own process group, killed with SIGKILL when dropped.
-struct Binary(Child);
-
-impl Binary {
-    fn start(config: &Path) -> Binary {
-        use std::os::unix::process::CommandExt;
-        let child = Command::new(env!("CARGO_BIN_EXE_bitacora-stream"))
-            .arg("--config")
-            .arg(config)
-            .env(
-                "BITACORA_STREAM_LISTEN",
-                format!("127.0.0.1:{}", free_port()),
-            )
-            .env("BITACORA_LOG", "warn")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        Binary(child)
-    }
-
-    fn kill9(&mut self) {
-        // SAFETY: kill(2) on the process group of our own child.
-        unsafe { libc::killpg(self.0.id() as i32, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
 /// Distinct event ids in the closed and open parts of a file route (a killed service leaves its
 /// part open; the next start closes it).
 fn ids_anywhere(dir: &Path) -> BTreeMap<String, usize> {
@@ -554,13 +510,13 @@ async fn kill_9_mid_stream_and_a_restart_deliver_every_record_filtering_what_was
     let path = tmp.path().join("bitacora.toml");
     std::fs::write(&path, format!("[stream]\n{body}")).unwrap();
     let out = tmp.path().join("out");
-    let mut first = Binary::start(&path);
+    let mut first = StreamBinary::start(&path, free_port(), AWS_TEST_ENV);
     let until = Instant::now() + Duration::from_secs(30);
     while ids_anywhere(&out).len() < 100 {
         assert!(Instant::now() < until, "nothing read in 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.kill9();
+    first.signal(libc::SIGKILL);
     // The killed instance's claims on its batch in flight last claim_secs (3 s here): the new
     // instance's reader of that shard waits for them, then delivers those records itself.
     let before = ids_anywhere(&out).len();
@@ -569,7 +525,7 @@ async fn kill_9_mid_stream_and_a_restart_deliver_every_record_filtering_what_was
         "the kill came too late to test anything: {before}"
     );
     // The restart resumes from the checkpoints: what was delivered before the kill is filtered.
-    let _second = Binary::start(&path);
+    let _second = StreamBinary::start(&path, free_port(), AWS_TEST_ENV);
     put(&k, "crash", 2, 200).await;
     let rows = wait_rows(std::slice::from_ref(&out), 800, Duration::from_secs(60)).await;
     let c = counts(&rows);

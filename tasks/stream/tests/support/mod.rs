@@ -359,4 +359,88 @@ impl Drop for Peer {
     }
 }
 
+/// The credentials and region the AWS SDK reads from the environment in these tests.
+pub const AWS_TEST_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// The `bitacora-stream` binary on `port`, in its own process group (killed with SIGKILL,
+/// group and all, when dropped); started once it listens.
+pub struct StreamBinary {
+    child: Option<Child>,
+    pub port: u16,
+}
+
+impl StreamBinary {
+    pub fn start(config: &Path, port: u16, env: &[(&str, &str)]) -> StreamBinary {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(env!("CARGO_BIN_EXE_bitacora-stream"))
+            .arg("--config")
+            .arg(config)
+            .env("BITACORA_STREAM_LISTEN", format!("127.0.0.1:{port}"))
+            .env("BITACORA_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let s = StreamBinary {
+            child: Some(child),
+            port,
+        };
+        let until = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < until,
+                "bitacora-stream did not listen on {port} in 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    /// The ingest URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/logs", self.port)
+    }
+
+    /// Sends `sig` and waits (60 s at most) for the exit: its code and what it printed.
+    pub fn signal(&mut self, sig: libc::c_int) -> (i32, String) {
+        use std::io::Read;
+        let mut child = self.child.take().expect("the binary was already stopped");
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let until = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                Instant::now() < until,
+                "bitacora-stream did not exit in 60 s after signal {sig}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut out = String::new();
+        if let Some(mut o) = child.stdout.take() {
+            let _ = o.read_to_string(&mut out);
+        }
+        (status.code().unwrap_or(-1), out)
+    }
+}
+
+impl Drop for StreamBinary {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: the child leads its own process group.
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+}
+
 pub mod sources;
