@@ -178,6 +178,10 @@ impl Pipeline {
             m.dedup_in_flight_waits.fetch_add(1, Relaxed);
             if Instant::now() >= deadline {
                 m.failed_batches.fetch_add(1, Relaxed);
+                // What earlier rounds delivered (and marked) counts; the resend finds it seen.
+                m.accepted.fetch_add(outcome.accepted, Relaxed);
+                m.duplicates.fetch_add(outcome.duplicates, Relaxed);
+                m.quarantined.fetch_add(outcome.quarantined, Relaxed);
                 return Err(Error::Unavailable(format!(
                     "{} records still being delivered by another batch after {:?}: send the batch again",
                     in_flight.len(),

@@ -426,6 +426,30 @@ async fn redis_dedup_passes_the_conformance_suite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dedup_reads_keys_marked_by_the_earlier_protocol_as_seen() {
+    let redis = Redis::start();
+    // The earlier version marked a delivered key with `=` (one SET per record at commit).
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "set", "legacy:old", "="])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let d = bitacora_stream::dedup::RedisDedup::connect(
+        &redis.url(),
+        "legacy:",
+        Duration::from_secs(60),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    use bitacora_stream::dedup::{Claim, DedupStore};
+    assert_eq!(
+        d.claim("a", &["old", "new"]).await.unwrap(),
+        vec![Claim::Duplicate, Claim::New]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_redis_window() {
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();

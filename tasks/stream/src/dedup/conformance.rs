@@ -95,6 +95,15 @@ where
         d.claim("e", &["o1", "o2"]).await.unwrap(),
         vec![Duplicate, New]
     );
+    // Two callers taking over the same expired key at once: exactly one gets it.
+    let r = make(long, short).await;
+    assert_eq!(r.claim("gone", &["race"]).await.unwrap(), vec![New]);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (x, y) = tokio::join!(r.claim("x", &["race"]), r.claim("y", &["race"]));
+    let mut got = vec![x.unwrap()[0], y.unwrap()[0]];
+    got.sort_by_key(|c| *c == InFlight);
+    assert_eq!(got, vec![New, InFlight], "{}: one taker", r.kind());
+
     // Keys committed by their (new) owners are seen.
     d.commit("e", &["o2"]).await.unwrap();
     assert_eq!(

@@ -106,7 +106,13 @@ impl DedupConfig {
     pub fn validate(&self) -> bitacora_core::Result<()> {
         use bitacora_core::Error;
         let ranges: [(&str, u64, u64, u64); 3] = [
-            ("stream.dedup.ttl_secs", self.ttl_secs, 1, 30 * 86_400),
+            // A key lives `ttl_secs` from its claim: at least as long as a claim.
+            (
+                "stream.dedup.ttl_secs",
+                self.ttl_secs,
+                self.claim_secs.max(1),
+                30 * 86_400,
+            ),
             ("stream.dedup.claim_secs", self.claim_secs, 1, 3_600),
             ("stream.dedup.max_keys", self.max_keys, 1, 1_000_000_000),
         ];

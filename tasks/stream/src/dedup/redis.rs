@@ -76,8 +76,22 @@ pub(crate) async fn connect(
 impl RedisDedup {
     pub async fn connect(url: &str, prefix: &str, ttl: Duration, claim: Duration) -> Result<Self> {
         let conn = connect(url, "stream.dedup.url", "redis").await?;
-        // `SET … NX GET` is Redis 7's: an older server would refuse every claim at run time.
+        // One endpoint: a Redis Cluster would refuse the claims' multi-slot pipelines.
         let mut probe = conn.clone();
+        let cluster: String = redis::cmd("INFO")
+            .arg("cluster")
+            .query_async(&mut probe)
+            .await
+            .map_err(err)?;
+        if cluster.lines().any(|l| l.trim() == "cluster_enabled:1") {
+            return Err(Error::config(
+                "stream.dedup.url",
+                format!(
+                    "{url} is a Redis Cluster node: the dedup needs one endpoint (ElastiCache with cluster mode disabled, or a single Redis)"
+                ),
+            ));
+        }
+        // `SET … NX GET` is Redis 7's: an older server would refuse every claim at run time.
         let info: String = redis::cmd("INFO")
             .arg("server")
             .query_async(&mut probe)
@@ -205,8 +219,8 @@ impl DedupStore for RedisDedup {
                     Status::Committed => Claim::Duplicate,
                     Status::Delivering if h == owner.as_bytes() => Claim::New,
                     Status::Delivering => Claim::InFlight,
-                    // This round's own status is gone only if it expired: it was written again
-                    // above, so this cannot happen; another's: take the key over.
+                    // Another round's status is gone: take the key over. This round's own can
+                    // be gone only if it expired between the two calls: written again below.
                     Status::Gone => {
                         orphans.push((i, h));
                         Claim::InFlight
@@ -216,6 +230,13 @@ impl DedupStore for RedisDedup {
         }
         if !orphans.is_empty() {
             let mut pipe = redis::pipe();
+            pipe.cmd("SET")
+                .arg(self.status_key(owner))
+                .arg(PENDING)
+                .arg("NX")
+                .arg("PX")
+                .arg(self.claim_ms)
+                .ignore();
             for (i, h) in &orphans {
                 pipe.cmd("EVAL")
                     .arg(TAKEOVER)
