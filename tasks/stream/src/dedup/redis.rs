@@ -127,6 +127,18 @@ impl RedisDedup {
     fn status_key(&self, owner: &str) -> String {
         format!("{}batch:{owner}", self.prefix)
     }
+
+    /// Adds to `pipe` the write of a round's status as delivering, unless it has one already
+    /// (a committed round stays committed).
+    fn write_pending(&self, pipe: &mut redis::Pipeline, owner: &str) {
+        pipe.cmd("SET")
+            .arg(self.status_key(owner))
+            .arg(PENDING)
+            .arg("NX")
+            .arg("PX")
+            .arg(self.claim_ms)
+            .ignore();
+    }
 }
 
 /// What a round's status key says.
@@ -158,13 +170,7 @@ impl DedupStore for RedisDedup {
         }
         let mut pipe = redis::pipe();
         // The status first: whoever finds a key of this round finds its status.
-        pipe.cmd("SET")
-            .arg(self.status_key(owner))
-            .arg(PENDING)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.claim_ms)
-            .ignore();
+        self.write_pending(&mut pipe, owner);
         let mut key = String::with_capacity(self.prefix.len() + 64);
         for k in keys {
             key.clear();
@@ -230,13 +236,7 @@ impl DedupStore for RedisDedup {
         }
         if !orphans.is_empty() {
             let mut pipe = redis::pipe();
-            pipe.cmd("SET")
-                .arg(self.status_key(owner))
-                .arg(PENDING)
-                .arg("NX")
-                .arg("PX")
-                .arg(self.claim_ms)
-                .ignore();
+            self.write_pending(&mut pipe, owner);
             for (i, h) in &orphans {
                 pipe.cmd("EVAL")
                     .arg(TAKEOVER)
