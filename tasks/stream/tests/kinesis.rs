@@ -58,14 +58,7 @@ impl KinesisLocal {
             .spawn()
             .expect("node (Node.js) must be installed");
         let k = KinesisLocal { port, child };
-        let until = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "kinesis-local did not listen on {port} in 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(port, "kinesis-local", Duration::from_secs(30));
         k
     }
 
@@ -580,61 +573,21 @@ impl FaultProxy {
         F: Fn(&str, usize) -> Option<&'static str> + Send + Sync + 'static,
     {
         use std::sync::{Arc, Mutex};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let seen: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let counts = seen.clone();
         let fault = Arc::new(fault);
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let client = reqwest::Client::new();
-                let serve = async {
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            return;
-                        };
-                        let (client, upstream, counts, fault) = (
-                            client.clone(),
-                            upstream.clone(),
-                            counts.clone(),
-                            fault.clone(),
-                        );
-                        tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(
-                                move |req: hyper::Request<hyper::body::Incoming>| {
-                                    let (client, upstream, counts, fault) = (
-                                        client.clone(),
-                                        upstream.clone(),
-                                        counts.clone(),
-                                        fault.clone(),
-                                    );
-                                    async move {
-                                        proxy_one(req, &client, &upstream, &counts, &*fault).await
-                                    }
-                                },
-                            );
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = serve => {}
-                    _ = stop_rx => {}
-                }
-            });
+        let client = reqwest::Client::new();
+        let (addr, stop_tx) = serve_on_thread(move |req| {
+            let (client, upstream, counts, fault) = (
+                client.clone(),
+                upstream.clone(),
+                counts.clone(),
+                fault.clone(),
+            );
+            async move { proxy_one(req, &client, &upstream, &counts, &*fault).await }
         });
         FaultProxy {
-            port,
+            port: addr.port(),
             seen,
             stop: Some(stop_tx),
         }
@@ -659,7 +612,7 @@ async fn proxy_one(
     upstream: &str,
     counts: &std::sync::Mutex<BTreeMap<String, usize>>,
     fault: &(dyn Fn(&str, usize) -> Option<&'static str> + Send + Sync),
-) -> Result<hyper::Response<http_body_util::Full<bytes::Bytes>>, std::convert::Infallible> {
+) -> StandInResponse {
     use http_body_util::BodyExt;
     let (parts, body) = req.into_parts();
     let body = body
@@ -686,7 +639,7 @@ async fn proxy_one(
         *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
         r.headers_mut()
             .insert("content-type", ctype.parse().unwrap());
-        Ok(r)
+        r
     };
     if let Some(error) = fault(&op, n) {
         let text = serde_json::json!({"__type": error, "message": format!("injected by the test ({op} #{n})")});

@@ -228,21 +228,18 @@ batch = {{ linger_ms = 0 }}
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // ... so a second batch of 6 does not fit the queue of 10: 429 with Retry-After.
-    let until = std::time::Instant::now() + Duration::from_secs(10);
     let second: Vec<String> = (10..16).map(|i| message(i, "tap")).collect();
-    let r = loop {
-        let r = client
-            .post(&url)
-            .header("authorization", auth)
-            .body(second.join("\n"))
-            .send()
-            .await
-            .unwrap();
-        if r.status().as_u16() == 429 || std::time::Instant::now() > until {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let r = send_until_status(
+        || {
+            client
+                .post(&url)
+                .header("authorization", auth)
+                .body(second.join("\n"))
+        },
+        429,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().contains_key("retry-after"));
     gate.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -304,19 +301,12 @@ sink = {{ kind = "file", path = "{d}/files" }}
     .unwrap();
     // Another 2000-byte body does not fit beside it: 429 with Retry-After, its body unread.
     let client = reqwest::Client::new();
-    let until = std::time::Instant::now() + Duration::from_secs(10);
-    let r = loop {
-        let r = client
-            .post(svc.url("/v1/logs"))
-            .body(body.clone())
-            .send()
-            .await
-            .unwrap();
-        if r.status().as_u16() == 429 || std::time::Instant::now() > until {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let r = send_until_status(
+        || client.post(svc.url("/v1/logs")).body(body.clone()),
+        429,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(r.status().as_u16(), 429);
     assert!(r.headers().contains_key("retry-after"));
     let text = r.text().await.unwrap();

@@ -275,69 +275,81 @@ pub struct Peer {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The answer of an HTTP stand-in.
+pub type StandInResponse = hyper::Response<http_body_util::Full<bytes::Bytes>>;
+
+/// Serves HTTP/1.1 on a free loopback port, on its own thread and runtime (so a handler may
+/// block), until the returned sender is used or dropped.
+pub fn serve_on_thread<H, Fut>(handler: H) -> (SocketAddr, tokio::sync::oneshot::Sender<()>)
+where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = StandInResponse> + Send + 'static,
+{
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    std_listener.set_nonblocking(true).unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
+            let serve = async {
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        return;
+                    };
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        let svc = hyper::service::service_fn(move |req| {
+                            let answer = handler(req);
+                            async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                        });
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                            .await;
+                    });
+                }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = stop_rx => {}
+            }
+        });
+    });
+    (addr, stop_tx)
+}
+
 impl Peer {
     /// Runs on its own thread and runtime, so an answer may block (to hold a sender back).
     pub async fn start<F>(answer: F) -> Peer
     where
         F: Fn(&str) -> (u16, String) + Send + Sync + 'static,
     {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
         let bodies: Arc<Mutex<Vec<(u16, String)>>> = Arc::default();
         let answer = Arc::new(answer);
         let kept = bodies.clone();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
+        let (addr, stop_tx) = serve_on_thread(move |req: hyper::Request<hyper::body::Incoming>| {
+            let answer = answer.clone();
+            let kept = kept.clone();
+            async move {
                 use http_body_util::BodyExt;
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                let serve = async {
-                    loop {
-                        let Ok((stream, _)) = listener.accept().await else {
-                            return;
-                        };
-                        let answer = answer.clone();
-                        let kept = kept.clone();
-                        tokio::spawn(async move {
-                            let svc = hyper::service::service_fn(
-                                move |req: hyper::Request<hyper::body::Incoming>| {
-                                    let answer = answer.clone();
-                                    let kept = kept.clone();
-                                    async move {
-                                        let body = req
-                                            .into_body()
-                                            .collect()
-                                            .await
-                                            .map(|b| b.to_bytes())
-                                            .unwrap_or_default();
-                                        let text = String::from_utf8_lossy(&body).into_owned();
-                                        let (status, out) = answer(&text);
-                                        kept.lock().unwrap().push((status, text));
-                                        let mut r = hyper::Response::new(
-                                            http_body_util::Full::new(bytes::Bytes::from(out)),
-                                        );
-                                        *r.status_mut() =
-                                            hyper::StatusCode::from_u16(status).unwrap();
-                                        Ok::<_, std::convert::Infallible>(r)
-                                    }
-                                },
-                            );
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                                .await;
-                        });
-                    }
-                };
-                tokio::select! {
-                    _ = serve => {}
-                    _ = stop_rx => {}
-                }
-            });
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let (status, out) = answer(&text);
+                kept.lock().unwrap().push((status, text));
+                let mut r =
+                    hyper::Response::new(http_body_util::Full::new(bytes::Bytes::from(out)));
+                *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                r
+            }
         });
         Peer {
             addr,
@@ -356,6 +368,35 @@ impl Drop for Peer {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+    }
+}
+
+/// Waits until something accepts connections on loopback `port` (`what` names it if not).
+pub fn wait_listening(port: u16, what: &str, budget: Duration) {
+    let until = Instant::now() + budget;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < until,
+            "{what} did not listen on {port} in {budget:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends the request `make` builds until it is answered `status`, or `budget` passes; returns
+/// the last answer (the caller asserts on it).
+pub async fn send_until_status(
+    make: impl Fn() -> reqwest::RequestBuilder,
+    status: u16,
+    budget: Duration,
+) -> reqwest::Response {
+    let until = Instant::now() + budget;
+    loop {
+        let r = make().send().await.unwrap();
+        if r.status().as_u16() == status || Instant::now() > until {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -392,14 +433,7 @@ impl StreamBinary {
             child: Some(child),
             port,
         };
-        let until = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "bitacora-stream did not listen on {port} in 20 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_listening(port, "bitacora-stream", Duration::from_secs(20));
         s
     }
 
