@@ -79,7 +79,7 @@ impl Pipeline {
     /// marked seen. `Err`: nothing of the batch counts as delivered (its claims are released):
     /// send it again.
     pub async fn process(&self, records: &[Incoming]) -> Result<Outcome> {
-        self.run(records, None).await
+        self.run(records, &mut None).await
     }
 
     /// [`Pipeline::process`], telling `answer` the outcome as soon as the batch is delivered:
@@ -92,7 +92,7 @@ impl Pipeline {
         answer: tokio::sync::oneshot::Sender<Result<Outcome>>,
     ) {
         let mut answer = Some(answer);
-        if let Err(e) = self.run(records, Some(&mut answer)).await
+        if let Err(e) = self.run(records, &mut answer).await
             && let Some(tx) = answer.take()
         {
             let _ = tx.send(Err(e));
@@ -102,7 +102,7 @@ impl Pipeline {
     async fn run(
         &self,
         records: &[Incoming],
-        mut answer: Option<&mut Option<tokio::sync::oneshot::Sender<Result<Outcome>>>>,
+        answer: &mut Option<tokio::sync::oneshot::Sender<Result<Outcome>>>,
     ) -> Result<Outcome> {
         let started = Instant::now();
         let m = &self.metrics;
@@ -179,9 +179,7 @@ impl Pipeline {
             if Instant::now() >= deadline {
                 m.failed_batches.fetch_add(1, Relaxed);
                 // What earlier rounds delivered (and marked) counts; the resend finds it seen.
-                m.accepted.fetch_add(outcome.accepted, Relaxed);
-                m.duplicates.fetch_add(outcome.duplicates, Relaxed);
-                m.quarantined.fetch_add(outcome.quarantined, Relaxed);
+                self.count(&outcome);
                 return Err(Error::Unavailable(format!(
                     "{} records still being delivered by another batch after {:?}: send the batch again",
                     in_flight.len(),
@@ -192,15 +190,21 @@ impl Pipeline {
             wait = (wait * 2).min(Duration::from_millis(50));
             pending = in_flight;
         };
-        m.accepted.fetch_add(outcome.accepted, Relaxed);
-        m.duplicates.fetch_add(outcome.duplicates, Relaxed);
-        m.quarantined.fetch_add(outcome.quarantined, Relaxed);
+        self.count(&outcome);
         m.batch_latency.observe(started.elapsed().as_secs_f64());
-        if let Some(tx) = answer.as_mut().and_then(|a| a.take()) {
+        if let Some(tx) = answer.take() {
             let _ = tx.send(Ok(outcome));
         }
         self.commit(&last_owner, &last_keys).await;
         Ok(outcome)
+    }
+
+    /// Adds what a batch came to to the service's counters.
+    fn count(&self, o: &Outcome) {
+        let m = &self.metrics;
+        m.accepted.fetch_add(o.accepted, Relaxed);
+        m.duplicates.fetch_add(o.duplicates, Relaxed);
+        m.quarantined.fetch_add(o.quarantined, Relaxed);
     }
 
     /// A new owner token: `<instance>-<n>`, hex.
