@@ -116,6 +116,19 @@ pub fn init_logging_at(default: &str) {
         .try_init();
 }
 
+/// Sets up logging on stderr without colours, one line an event (AWS Lambda: stderr goes to
+/// CloudWatch Logs as it is).
+pub fn init_logging_plain() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("BITACORA_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 /// Prints the report of a finished step and returns the exit code of the contract.
 pub fn finish<T: Serialize>(tool: &str, result: Result<T>) -> ExitCode {
     match result {

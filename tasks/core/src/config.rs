@@ -33,7 +33,7 @@ const SECTIONS: &[&str] = &[
 /// Sections owned by component crates (`[stream]`: the stream service and the Lambda handlers).
 /// The file is shared, so every binary accepts them; each is parsed only by its owner, through
 /// [`Config::component`], into the owner's own [`Component`] type.
-const COMPONENT_SECTIONS: &[&str] = &["stream"];
+const COMPONENT_SECTIONS: &[&str] = &["stream", "lambda"];
 
 /// Keys whose values are local paths, resolved against the folder of the file that sets them.
 const PATH_KEYS: &[(&str, &str)] = &[

@@ -211,6 +211,36 @@ impl Normalizer {
         )
     }
 
+    /// Reads a routed record sent back in (a fan-out queue's message, a Firehose record a route
+    /// wrote: see [`crate::routed::looks_routed`]): it was normalised once, so it is read as it is
+    /// ([`crate::routed::read_event`]), and written again it is the same text. One that is not
+    /// a well-formed routed record is rejected with the field at fault; `received_ms` and
+    /// `source_id` stand for its provenance then.
+    pub fn read_routed<'a>(
+        &'a self,
+        raw: &'a str,
+        log_stream: &'a str,
+        source_id: &'a str,
+        received_ms: i64,
+    ) -> Normalized<'a> {
+        if raw.len() > self.max_record_bytes {
+            let parts = (
+                Cow::Borrowed(log_stream),
+                Cow::Borrowed(source_id),
+                received_ms,
+            );
+            return Err(self.oversize(raw, Some(parts)));
+        }
+        crate::routed::read_event(raw).map_err(|(reason, detail)| Rejected {
+            reason,
+            detail,
+            log_stream: Some(Cow::Borrowed(log_stream)),
+            source_event_id: Some(Cow::Borrowed(source_id)),
+            source_timestamp: Some(received_ms.saturating_mul(1000)),
+            raw: Cow::Borrowed(raw),
+        })
+    }
+
     /// `parts`: the envelope's log stream, event id and timestamp, when known.
     fn oversize<'a>(
         &self,

@@ -3,10 +3,12 @@
 //! `null` when the row has none; `dt` the event's UTC day), and the quarantined record beside it.
 //! The stream service, the Lambda handlers and every sink write these, one object per line.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat};
 use serde::Serialize;
 
-use crate::model::{Event, Rejected};
+use crate::model::{Event, Reason, Rejected};
 
 /// RFC 3339 UTC with microseconds (`2026-11-18T10:00:00.123456Z`) of µs since the epoch.
 /// Years 0 to 9999 are written by hand (this runs for every routed record); others by chrono.
@@ -154,6 +156,127 @@ pub fn write_event(event: &Event<'_>, out: &mut Vec<u8>) -> serde_json::Result<(
     push_day_of_micros(out, event.event_time);
     out.extend_from_slice(b"\"}");
     Ok(())
+}
+
+/// Whether `text` looks like a routed record (a JSON object with the routed columns
+/// `event_time`, `ingest_time` and `log_group`): one of the service's own outputs sent back in
+/// (a fan-out queue, a Firehose stream fed by a route). Read it with [`read_event`].
+pub fn looks_routed(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+        && ["\"event_time\"", "\"ingest_time\"", "\"log_group\""]
+            .iter()
+            .all(|k| text.contains(k))
+}
+
+/// A routed record as read back (the inverse of [`write_event`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoutedIn<'a> {
+    #[serde(borrow)]
+    event_id: Cow<'a, str>,
+    #[serde(borrow)]
+    event_time: Cow<'a, str>,
+    #[serde(default, borrow)]
+    ingest_time: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    log_group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    log_stream: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    level: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    app_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    platform: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    os_version: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    device_model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    country: Option<Cow<'a, str>>,
+    #[serde(default)]
+    latency_ms: Option<i64>,
+    #[serde(default)]
+    status_code: Option<i32>,
+    #[serde(default, borrow)]
+    error_code: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    message: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    properties: Option<&'a serde_json::value::RawValue>,
+    #[serde(default, borrow)]
+    #[allow(dead_code)]
+    dt: Option<Cow<'a, str>>,
+}
+
+/// Reads a routed record (as [`write_event`] writes it) back into its event: writing it again
+/// gives the same text. `Err`: why it is not one (`field event_time: …`, a wrong type, an
+/// unknown column), with the quarantine reason.
+pub fn read_event(text: &str) -> Result<Event<'_>, (Reason, String)> {
+    let r: RoutedIn<'_> = serde_json::from_str(text.trim()).map_err(|e| {
+        (
+            Reason::WrongType,
+            crate::one_line(&format!("not a routed record: {e}")),
+        )
+    })?;
+    let time = |field: &str, v: &str| {
+        chrono::DateTime::parse_from_rfc3339(v)
+            .map(|t| t.timestamp_micros())
+            .map_err(|_| {
+                (
+                    Reason::UnparsableTs,
+                    format!("field {field}: {v:?} is not an RFC 3339 timestamp"),
+                )
+            })
+    };
+    let event_time = time("event_time", &r.event_time)?;
+    let ingest_time = r
+        .ingest_time
+        .as_deref()
+        .map(|t| time("ingest_time", t))
+        .transpose()?;
+    let properties = match r.properties.map(|p| p.get()) {
+        None | Some("null") => None,
+        Some(p) if p.starts_with('{') => Some(Cow::Borrowed(p)),
+        Some(p) => {
+            return Err((
+                Reason::WrongType,
+                format!(
+                    "field properties: expected a JSON object, got {}",
+                    crate::one_line(&p.chars().take(80).collect::<String>())
+                ),
+            ));
+        }
+    };
+    Ok(Event {
+        source_timestamp: event_time.div_euclid(1000),
+        source_event_id: r.event_id.clone(),
+        event_id: r.event_id,
+        event_time,
+        ingest_time,
+        log_group: r.log_group,
+        log_stream: r.log_stream.unwrap_or_default(),
+        level: r.level,
+        event_type: r.event_type,
+        user_id: r.user_id,
+        session_id: r.session_id,
+        app_version: r.app_version,
+        platform: r.platform,
+        os_version: r.os_version,
+        device_model: r.device_model,
+        country: r.country,
+        latency_ms: r.latency_ms,
+        status_code: r.status_code,
+        error_code: r.error_code,
+        message: r.message,
+        properties,
+    })
 }
 
 fn opt_str(out: &mut Vec<u8>, v: Option<&str>) {
@@ -337,10 +460,23 @@ mod tests {
             let e = n.normalize_line(&line, &mut scratch).unwrap();
             let mut out = Vec::new();
             write_event(&e, &mut out).unwrap();
+            let text = String::from_utf8(out).unwrap();
+            assert_eq!(text, String::from_utf8(reference(&e)).unwrap());
+            // Read back, it is the same event, and written again the same text.
+            assert!(looks_routed(&text));
+            let back = read_event(&text).unwrap();
             assert_eq!(
-                String::from_utf8(out).unwrap(),
-                String::from_utf8(reference(&e)).unwrap()
+                (
+                    &back.event_id,
+                    back.event_time,
+                    &back.properties,
+                    &back.user_id
+                ),
+                (&e.event_id, e.event_time, &e.properties, &e.user_id)
             );
+            let mut again = Vec::new();
+            write_event(&back, &mut again).unwrap();
+            assert_eq!(String::from_utf8(again).unwrap(), text);
             checked += 1;
         }
         // Plain text messages (nulls everywhere), and a row without ingest time.
@@ -356,6 +492,57 @@ mod tests {
         write_event(&e, &mut out).unwrap();
         assert_eq!(out, reference(&e));
         assert_eq!(checked, odd.len());
+    }
+
+    #[test]
+    fn records_that_are_not_routed_ones_are_refused_naming_the_field() {
+        let n = Normalizer::new("/g", 1 << 20);
+        let mut scratch = String::new();
+        let e = n
+            .normalize_line(
+                r#"{"timestamp":5,"message":"crash","logStreamName":"s","eventId":"c"}"#,
+                &mut scratch,
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        write_event(&e, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let back = read_event(&text).unwrap();
+        assert_eq!(back.message.as_deref(), Some("crash"));
+        assert_eq!(back.ingest_time, e.ingest_time);
+        let bad_time = text.replace("1970-01-01T00:00:00.005000Z", "yesterday");
+        assert_eq!(
+            read_event(&bad_time).unwrap_err(),
+            (
+                Reason::UnparsableTs,
+                r#"field event_time: "yesterday" is not an RFC 3339 timestamp"#.to_string()
+            )
+        );
+        let bad_type = text.replace(r#""latency_ms":null"#, r#""latency_ms":"slow""#);
+        assert!(
+            read_event(&bad_type)
+                .unwrap_err()
+                .1
+                .contains("not a routed record")
+        );
+        let bad_props = text.replace(r#""properties":null"#, r#""properties":[1]"#);
+        assert!(
+            read_event(&bad_props)
+                .unwrap_err()
+                .1
+                .contains("field properties")
+        );
+        let unknown = text.replace(r#""dt":"#, r#""extra":1,"dt":"#);
+        assert!(
+            read_event(&unknown)
+                .unwrap_err()
+                .1
+                .contains("unknown field `extra`")
+        );
+        // An app message is not a routed record.
+        assert!(!looks_routed(
+            r#"{"event_id":"a","ts":"2026-01-01T00:00:00Z"}"#
+        ));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use bitacora_core::config::Component;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::AlertConfig;
 use crate::dedup::DedupConfig;
 use crate::routes::RouteConfig;
 use crate::sinks::SinkConfig;
@@ -47,6 +48,9 @@ pub struct StreamConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<QuarantineConfig>,
     pub routes: Vec<RouteConfig>,
+    /// `[[stream.alerts]]`: rules over sliding windows of the delivered events.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// `[stream.quarantine]`: a sink for the rejected records (the batch transform's reasons).
@@ -72,6 +76,7 @@ impl Default for StreamConfig {
             dedup: DedupConfig::default(),
             quarantine: None,
             routes: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 }
@@ -163,6 +168,17 @@ impl Component for StreamConfig {
                 "stream.routes.name",
                 "\"quarantine\" is the quarantine's own route (its metrics, its dead letters): name the route otherwise",
             ));
+        }
+        let route_names: Vec<&str> = self.routes.iter().map(|r| r.name.as_str()).collect();
+        let mut rules = std::collections::BTreeSet::new();
+        for (i, a) in self.alerts.iter().enumerate() {
+            a.validate(i, &route_names)?;
+            if !rules.insert(a.name.as_str()) {
+                return Err(Error::config(
+                    format!("stream.alerts[{i}].name"),
+                    format!("{:?} names two rules: rule names must be unique", a.name),
+                ));
+            }
         }
         if let Some(q) = &self.quarantine {
             q.sink.validate("stream.quarantine.sink")?;

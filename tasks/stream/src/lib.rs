@@ -9,11 +9,16 @@
 //! only then are its dedup keys marked seen ([`pipeline`]). So delivery is at least once, and the
 //! dedup window removes the copies a producer or a retry sends again.
 //!
+//! Delivered events feed the live dashboard's aggregates ([`live`], served at `/`) and the
+//! alert rules ([`alerts`]), whose notifications are events delivered to routes of their own.
+//!
 //! One folder per component (Vector's layout): its configuration type, the component, its tests.
 
+pub mod alerts;
 pub mod config;
 pub mod dedup;
 pub mod error;
+pub mod live;
 pub mod loadgen;
 pub mod metrics;
 pub mod pipeline;
@@ -23,6 +28,9 @@ pub mod server;
 pub mod service;
 pub mod sinks;
 pub mod sources;
+#[cfg(feature = "testing")]
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::StreamConfig;
 pub use error::{Error, Result};

@@ -29,6 +29,12 @@ impl Histogram {
         self.sum_us.fetch_add((secs * 1e6) as u64, Relaxed);
     }
 
+    /// The buckets' upper bounds (seconds), their cumulative counts, and the count.
+    pub fn snapshot(&self) -> (&'static [f64], Vec<u64>, u64) {
+        let counts = self.counts.iter().map(|c| c.load(Relaxed)).collect();
+        (&BUCKETS, counts, self.count.load(Relaxed))
+    }
+
     /// The `q` quantile (0..1) estimated from the buckets (their upper bound), `None` if empty.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.count.load(Relaxed);
@@ -139,6 +145,14 @@ pub struct Metrics {
     /// Receive → every route accepted (seconds).
     pub batch_latency: Histogram,
     routes: Mutex<Vec<Arc<RouteMetrics>>>,
+    /// Delivered events by type and app version, the latest errors and alerts.
+    pub live: crate::live::Live,
+    /// Alert notifications sent (new episodes out of their cooldown).
+    pub alerts_notified: AtomicU64,
+    /// Alert notifications a notify route did not take.
+    pub alert_notify_failures: AtomicU64,
+    /// Groups whose episode is on, per rule.
+    alerts_firing: Mutex<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -210,6 +224,92 @@ impl Metrics {
             ),
         ];
         render_labelled(out, &series, "shard", &shards, |s| &s.shard);
+    }
+
+    pub fn set_alert_firing(&self, rule: &str, groups: u64) {
+        let mut firing = self
+            .alerts_firing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        firing.insert(rule.to_string(), groups);
+    }
+
+    pub fn alerts_firing(&self) -> std::collections::BTreeMap<String, u64> {
+        self.alerts_firing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub fn shards(&self) -> Vec<Arc<ShardMetrics>> {
+        self.shards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The live view's series: events by type, events and errors by app version, alerts.
+    fn render_live(&self, out: &mut String) {
+        let view = self.live.view();
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_events_total Delivered events by event type.\n# TYPE bitacora_stream_events_total counter"
+        );
+        for (kind, n) in &view.event_types {
+            let _ = writeln!(
+                out,
+                "bitacora_stream_events_total{{event_type=\"{}\"}} {n}",
+                label(kind)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_app_version_events_total Delivered events by app version.\n# TYPE bitacora_stream_app_version_events_total counter"
+        );
+        for (v, c) in &view.app_versions {
+            let _ = writeln!(
+                out,
+                "bitacora_stream_app_version_events_total{{app_version=\"{}\"}} {}",
+                label(v),
+                c.events
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_app_version_errors_total Delivered errors (level ERROR/FATAL, type crash/error) by app version.\n# TYPE bitacora_stream_app_version_errors_total counter"
+        );
+        for (v, c) in &view.app_versions {
+            let _ = writeln!(
+                out,
+                "bitacora_stream_app_version_errors_total{{app_version=\"{}\"}} {}",
+                label(v),
+                c.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_alerts_notified_total Alert notifications sent.\n# TYPE bitacora_stream_alerts_notified_total counter\nbitacora_stream_alerts_notified_total {}",
+            self.alerts_notified.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP bitacora_stream_alert_notify_failures_total Alert notifications a notify route did not take.\n# TYPE bitacora_stream_alert_notify_failures_total counter\nbitacora_stream_alert_notify_failures_total {}",
+            self.alert_notify_failures.load(Relaxed)
+        );
+        let firing = self.alerts_firing();
+        if !firing.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP bitacora_stream_alert_firing Groups of a rule whose episode is on.\n# TYPE bitacora_stream_alert_firing gauge"
+            );
+            for (rule, n) in firing {
+                let _ = writeln!(
+                    out,
+                    "bitacora_stream_alert_firing{{rule=\"{}\"}} {n}",
+                    label(&rule)
+                );
+            }
+        }
     }
 
     pub fn routes(&self) -> Vec<Arc<RouteMetrics>> {
@@ -357,6 +457,19 @@ impl Metrics {
             );
         }
         self.render_shards(&mut out);
+        self.render_live(&mut out);
         out
     }
+}
+
+/// A label value escaped as Prometheus' text format wants (`\\`, `\"`, `\n`).
+fn label(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return std::borrow::Cow::Borrowed(v);
+    }
+    std::borrow::Cow::Owned(
+        v.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n"),
+    )
 }

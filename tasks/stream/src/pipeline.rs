@@ -32,6 +32,32 @@ pub struct Outcome {
     pub quarantined: u64,
 }
 
+/// What a batch of units came to: the outcome of what was delivered, and each unit's failure
+/// (`None`: delivered).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnitsReport {
+    pub outcome: Outcome,
+    pub failed: Vec<Option<String>>,
+}
+
+impl UnitsReport {
+    /// The indices of the units that failed.
+    pub fn failed_units(&self) -> impl Iterator<Item = usize> + '_ {
+        self.failed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().map(|_| i))
+    }
+
+    /// A batch of one unit: its outcome, or why it failed.
+    fn into_result(self) -> Result<Outcome> {
+        match self.failed.into_iter().flatten().next() {
+            None => Ok(self.outcome),
+            Some(why) => Err(Error::Unavailable(format!("the batch was {why}"))),
+        }
+    }
+}
+
 pub struct Pipeline {
     pub normalizer: Normalizer,
     pub dedup: Arc<dyn DedupStore>,
@@ -42,6 +68,8 @@ pub struct Pipeline {
     pub instance: String,
     /// How long a batch waits for the dedup store (errors, or copies in flight elsewhere).
     pub dedup_patience: Duration,
+    /// `[[stream.alerts]]`, fed with every delivered round (the service evaluates them).
+    pub alerts: Option<Arc<crate::alerts::Engine>>,
     seq: AtomicU64,
 }
 
@@ -54,6 +82,96 @@ pub fn owner_token() -> String {
 }
 
 impl Pipeline {
+    /// The configured pipeline: the dedup store, a running worker per route (and the
+    /// quarantine's), the normaliser. `default_dead_letters`: routes without `dead_letter`
+    /// (and the quarantine) get files under `stream.data_dir` (the service); else none, and what
+    /// a route cannot deliver fails its unit (a Lambda handler: the event source sends it
+    /// again). The workers stop once the pipeline is dropped and their buffers are delivered.
+    pub async fn build(
+        config: &bitacora_core::Config,
+        stream: &crate::StreamConfig,
+        instance: String,
+        metrics: Arc<Metrics>,
+        default_dead_letters: bool,
+    ) -> Result<(Pipeline, Vec<tokio::task::JoinHandle<()>>)> {
+        use crate::routes::RouteParts;
+        let dedup = stream.dedup.build().await?;
+        let mut routes = Vec::new();
+        let mut workers = Vec::new();
+        for c in &stream.routes {
+            let parts = RouteParts::from_config(
+                c,
+                &stream.data_dir,
+                default_dead_letters,
+                &instance,
+                metrics.route(&c.name),
+            )
+            .await?;
+            tracing::info!(
+                "route {}: {} → {}",
+                c.name,
+                describe_match(c),
+                parts.sink.describe()
+            );
+            let (route, handle) = parts.spawn();
+            routes.push(route);
+            workers.push(handle);
+        }
+        if routes.is_empty() {
+            tracing::warn!(
+                "no [[stream.routes]]: records are deduplicated and quarantined, and go nowhere else"
+            );
+        }
+        let q_sink = stream.quarantine_sink().build(&instance).await?;
+        let q_dead = match default_dead_letters {
+            true => Some(
+                crate::sinks::SinkConfig::file(stream.dead_letter_dir("quarantine"))
+                    .build(&instance)
+                    .await?,
+            ),
+            false => None,
+        };
+        tracing::info!("quarantine → {}", q_sink.describe());
+        let (quarantine, q_handle) = RouteParts {
+            name: "quarantine".into(),
+            matches: Default::default(),
+            pii: None,
+            sink: q_sink,
+            dead_letter: q_dead,
+            buffer_records: 20_000,
+            batch: Default::default(),
+            retry: Default::default(),
+            metrics: metrics.route("quarantine"),
+        }
+        .spawn();
+        workers.push(q_handle);
+        let mut pipeline = Pipeline::new(
+            Normalizer::new(
+                config.source.log_group.clone(),
+                config.transform.max_record_bytes,
+            ),
+            dedup,
+            routes,
+            quarantine,
+            metrics,
+            instance,
+            stream.dedup.claim_ttl(),
+        );
+        if !stream.alerts.is_empty() {
+            for a in &stream.alerts {
+                tracing::info!(
+                    "alert {}: {} over {} s → {}",
+                    a.name,
+                    a.kind.name(),
+                    a.window_secs,
+                    a.notify.join(", ")
+                );
+            }
+            pipeline.alerts = Some(Arc::new(crate::alerts::Engine::new(&stream.alerts)));
+        }
+        Ok((pipeline, workers))
+    }
+
     pub fn new(
         normalizer: Normalizer,
         dedup: Arc<dyn DedupStore>,
@@ -71,6 +189,7 @@ impl Pipeline {
             metrics,
             instance,
             dedup_patience,
+            alerts: None,
             seq: AtomicU64::new(0),
         }
     }
@@ -79,7 +198,9 @@ impl Pipeline {
     /// marked seen. `Err`: nothing of the batch counts as delivered (its claims are released):
     /// send it again.
     pub async fn process(&self, records: &[Incoming]) -> Result<Outcome> {
-        self.run(records, &mut None).await
+        let units = vec![0; records.len()];
+        let report = self.run(records, &units, 1, &mut None).await?;
+        report.into_result()
     }
 
     /// [`Pipeline::process`], telling `answer` the outcome as soon as the batch is delivered:
@@ -91,19 +212,45 @@ impl Pipeline {
         records: &[Incoming],
         answer: tokio::sync::oneshot::Sender<Result<Outcome>>,
     ) {
+        let units = vec![0; records.len()];
         let mut answer = Some(answer);
-        if let Err(e) = self.run(records, &mut answer).await
-            && let Some(tx) = answer.take()
-        {
+        let result = self
+            .run(records, &units, 1, &mut answer)
+            .await
+            .and_then(UnitsReport::into_result);
+        if let (Err(e), Some(tx)) = (result, answer.take()) {
             let _ = tx.send(Err(e));
         }
+    }
+
+    /// Takes a batch made of `n_units` units that succeed or fail on their own (a Lambda event's
+    /// records: `units[i]` is the unit of `records[i]`): a unit whose records were all delivered
+    /// (or dead-lettered) has its keys marked seen; a unit with a record that was not has its
+    /// keys released and is reported failed (its sender sends it again). `Err`: nothing of the
+    /// batch was delivered (the dedup store is unavailable).
+    pub async fn process_units(
+        &self,
+        records: &[Incoming],
+        units: &[usize],
+        n_units: usize,
+    ) -> Result<UnitsReport> {
+        if units.len() != records.len() || units.iter().any(|u| *u >= n_units) {
+            return Err(Error::Unavailable(format!(
+                "{} records given {} unit numbers below {n_units}",
+                records.len(),
+                units.len()
+            )));
+        }
+        self.run(records, units, n_units, &mut None).await
     }
 
     async fn run(
         &self,
         records: &[Incoming],
+        units: &[usize],
+        n_units: usize,
         answer: &mut Option<tokio::sync::oneshot::Sender<Result<Outcome>>>,
-    ) -> Result<Outcome> {
+    ) -> Result<UnitsReport> {
         let started = Instant::now();
         let m = &self.metrics;
         m.batches_in.fetch_add(1, Relaxed);
@@ -111,34 +258,22 @@ impl Pipeline {
         let envelopes: Vec<_> = records.iter().map(Incoming::envelope).collect();
         let mut events = Vec::with_capacity(records.len());
         let mut rejected = Vec::new();
-        for (r, e) in records.iter().zip(&envelopes) {
-            if let Some(detail) = &r.broken {
-                let rej = bitacora_model::model::Rejected {
-                    reason: bitacora_model::model::Reason::BrokenEnvelope,
-                    detail: detail.clone(),
-                    log_stream: None,
-                    source_event_id: Some(std::borrow::Cow::Borrowed(&r.event_id)),
-                    source_timestamp: None,
-                    raw: std::borrow::Cow::Borrowed(&r.raw),
-                };
-                rejected.push((rej, r.ingestion_ms));
-                continue;
-            }
-            match self.normalizer.normalize_envelope(e, &r.raw) {
-                Ok(ev) => events.push(ev),
-                Err(rej) => rejected.push((rej, r.ingestion_ms)),
+        for ((r, e), &unit) in records.iter().zip(&envelopes).zip(units) {
+            match r.normalize(e, &self.normalizer) {
+                Ok(ev) => events.push((ev, unit)),
+                Err(rej) => rejected.push((rej, r.ingestion_ms, unit)),
             }
         }
         // The first copy in the batch wins; the others are duplicates.
         let mut seen = HashSet::with_capacity(events.len());
-        let mut outcome = Outcome {
-            quarantined: rejected.len() as u64,
-            ..Outcome::default()
+        let mut report = UnitsReport {
+            outcome: Outcome::default(),
+            failed: vec![None; n_units],
         };
-        events.retain(|e| {
+        events.retain(|(e, _)| {
             let first = seen.insert(e.event_id.clone());
             if !first {
-                outcome.duplicates += 1;
+                report.outcome.duplicates += 1;
             }
             first
         });
@@ -147,27 +282,33 @@ impl Pipeline {
         // claims undelivered, so two batches holding copies of each other's records cannot
         // wait for each other).
         let deadline = Instant::now() + self.dedup_patience;
-        let mut pending: Vec<&bitacora_model::model::Event<'_>> = events.iter().collect();
-        let mut quarantine: &[(bitacora_model::model::Rejected<'_>, i64)] = &rejected;
+        let mut pending: Vec<&(bitacora_model::model::Event<'_>, usize)> = events.iter().collect();
+        let mut quarantine: &[(bitacora_model::model::Rejected<'_>, i64, usize)] = &rejected;
         let mut wait = Duration::from_millis(2);
         let (last_owner, last_keys) = loop {
             // Each round is its own owner: it commits or releases everything it claimed.
             let owner = self.next_owner();
-            let keys: Vec<&str> = pending.iter().map(|e| &*e.event_id).collect();
-            let claims = self.claim(&owner, &keys, deadline).await?;
+            let keys: Vec<&str> = pending.iter().map(|(e, _)| &*e.event_id).collect();
+            let claims = match self.claim(&owner, &keys, deadline).await {
+                Ok(c) => c,
+                // What earlier rounds delivered (and marked) counts; the resend finds it seen.
+                Err(e) => return Err(self.count_failed(&report, e)),
+            };
             let mut fresh = Vec::with_capacity(pending.len());
             let mut in_flight = Vec::new();
             for (e, c) in pending.iter().zip(claims) {
                 match c {
                     Claim::New => fresh.push(*e),
-                    Claim::Duplicate => outcome.duplicates += 1,
+                    Claim::Duplicate => report.outcome.duplicates += 1,
                     Claim::InFlight => in_flight.push(*e),
                 }
             }
-            let delivered = self
-                .deliver_round(&owner, &fresh, quarantine, &mut outcome)
-                .await?;
+            let (owner, delivered) = self
+                .deliver_round(&owner, &fresh, quarantine, &mut report)
+                .await;
             quarantine = &[];
+            // The records of a unit that failed are not asked about again: it is sent again.
+            in_flight.retain(|(_, u)| report.failed[*u].is_none());
             if in_flight.is_empty() {
                 // The last round: the sender may hear back before its keys are marked.
                 break (owner, delivered);
@@ -178,25 +319,54 @@ impl Pipeline {
             m.dedup_in_flight_waits.fetch_add(1, Relaxed);
             if Instant::now() >= deadline {
                 m.failed_batches.fetch_add(1, Relaxed);
-                // What earlier rounds delivered (and marked) counts; the resend finds it seen.
-                self.count(&outcome);
-                return Err(Error::Unavailable(format!(
-                    "{} records still being delivered by another batch after {:?}: send the batch again",
-                    in_flight.len(),
+                let why = format!(
+                    "held back: copies of its records were still being delivered by another batch after {:?}; send it again",
                     self.dedup_patience
-                )));
+                );
+                for (_, u) in &in_flight {
+                    report.failed[*u].get_or_insert_with(|| why.clone());
+                }
+                break (owner, Vec::new());
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(50));
             pending = in_flight;
         };
-        self.count(&outcome);
+        self.count(&report.outcome);
         m.batch_latency.observe(started.elapsed().as_secs_f64());
-        if let Some(tx) = answer.take() {
-            let _ = tx.send(Ok(outcome));
+        if let Some(tx) = answer.take()
+            && report.failed.iter().all(Option::is_none)
+        {
+            let _ = tx.send(Ok(report.outcome));
         }
-        self.commit(&last_owner, &last_keys).await;
-        Ok(outcome)
+        if !last_keys.is_empty() {
+            self.commit(&last_owner, &last_keys).await;
+        }
+        Ok(report)
+    }
+
+    /// Feeds delivered events to the dashboard's aggregates and the alert rules.
+    fn observe<'e, 'a: 'e>(
+        &self,
+        delivered: impl Iterator<Item = &'e bitacora_model::model::Event<'a>>,
+    ) {
+        let delivered: Vec<_> = delivered.collect();
+        if delivered.is_empty() {
+            return;
+        }
+        self.metrics.live.observe(delivered.iter().copied());
+        if let Some(a) = &self.alerts {
+            a.observe(
+                (crate::record::now_ms() / 1000) as u64,
+                delivered.iter().copied(),
+            );
+        }
+    }
+
+    /// Counts what was delivered before a batch gave up, and passes its error on.
+    fn count_failed(&self, report: &UnitsReport, e: Error) -> Error {
+        self.count(&report.outcome);
+        e
     }
 
     /// Adds what a batch came to to the service's counters.
@@ -212,51 +382,109 @@ impl Pipeline {
         format!("{}-{:x}", self.instance, self.seq.fetch_add(1, Relaxed))
     }
 
-    /// Delivers one round's new records (and the batch's rejected ones, in the first round);
-    /// returns their keys, to be committed. On failure releases them.
+    /// Delivers one round's new records (and the batch's rejected ones, in the first round),
+    /// each unit on its own ticket; returns the keys of the units delivered and the owner that
+    /// is to commit them. A unit that failed is marked in `report` and its keys are released.
     async fn deliver_round<'e>(
         &self,
         owner: &str,
-        fresh: &[&'e bitacora_model::model::Event<'_>],
-        rejected: &[(bitacora_model::model::Rejected<'_>, i64)],
-        outcome: &mut Outcome,
-    ) -> Result<Vec<&'e str>> {
+        fresh: &[&'e (bitacora_model::model::Event<'_>, usize)],
+        rejected: &[(bitacora_model::model::Rejected<'_>, i64, usize)],
+        report: &mut UnitsReport,
+    ) -> (String, Vec<&'e str>) {
         if fresh.is_empty() && rejected.is_empty() {
-            return Ok(Vec::new());
+            return (owner.to_string(), Vec::new());
         }
-        let keys: Vec<&str> = fresh.iter().map(|e| &*e.event_id).collect();
+        let keys: Vec<&str> = fresh.iter().map(|(e, _)| &*e.event_id).collect();
+        let mut tickets: Vec<Option<Ticket>> = vec![None; report.failed.len()];
         let work = async {
-            match self.hand_over(fresh, rejected, outcome).await {
-                Ok(ticket) => ticket.wait().await,
-                Err(e) => {
-                    tracing::warn!("batch {owner}: {e}");
-                    false
+            match self.hand_over(fresh, rejected, &mut tickets).await {
+                Ok(()) => {
+                    let mut ok = vec![true; tickets.len()];
+                    for (u, t) in tickets.iter().enumerate() {
+                        if let Some(t) = t {
+                            ok[u] = t.wait().await;
+                        }
+                    }
+                    Ok(ok)
                 }
+                Err(e) => Err(e),
             }
         };
         let delivered = self.renewing_claims(owner, &keys, work).await;
-        if !delivered {
-            self.metrics.failed_batches.fetch_add(1, Relaxed);
-            if let Err(e) = self.dedup.release(owner, &keys).await {
-                // The claims expire after claim_secs: the records are new again then.
-                tracing::warn!("batch {owner}: releasing its dedup claims: {e}");
+        let why = "not delivered to every route: send it again";
+        let ok = match delivered {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("batch {owner}: {e}");
+                vec![false; report.failed.len()]
             }
-            return Err(Error::Unavailable(
-                "the batch was not delivered to every route: send it again".into(),
-            ));
+        };
+        let mut done = Vec::with_capacity(keys.len());
+        let mut undone = Vec::new();
+        for (u, key) in fresh.iter().map(|p| p.1).zip(&keys) {
+            if ok[u] {
+                report.outcome.accepted += 1;
+                done.push(*key);
+            } else {
+                report.failed[u].get_or_insert_with(|| why.to_string());
+                undone.push(*key);
+            }
         }
-        Ok(keys)
+        self.observe(fresh.iter().filter(|p| ok[p.1]).map(|p| &p.0));
+        for (_, _, u) in rejected {
+            if ok[*u] {
+                report.outcome.quarantined += 1;
+            } else {
+                report.failed[*u].get_or_insert_with(|| why.to_string());
+            }
+        }
+        if !undone.is_empty() || ok.iter().any(|o| !o) {
+            self.metrics.failed_batches.fetch_add(1, Relaxed);
+        }
+        if undone.is_empty() {
+            return (owner.to_string(), done);
+        }
+        // A round commits or releases all it claimed: it is released, and what its delivered
+        // units hold is claimed again by a round of its own, to be committed.
+        if let Err(e) = self.dedup.release(owner, &keys).await {
+            // The claims expire after claim_secs: the records are new again then.
+            tracing::warn!("batch {owner}: releasing its dedup claims: {e}");
+        }
+        let again = self.next_owner();
+        if done.is_empty() {
+            return (again, done);
+        }
+        match self.dedup.claim(&again, &done).await {
+            // Keys another batch took meanwhile are its own to mark (delivered twice at worst).
+            Ok(claims) => {
+                let mut i = claims.iter();
+                done.retain(|_| matches!(i.next(), Some(Claim::New)));
+            }
+            Err(e) => {
+                self.metrics
+                    .dedup_commit_failures
+                    .fetch_add(done.len() as u64, Relaxed);
+                tracing::error!(
+                    "dedup {}: {} delivered records could not be marked seen ({e}): later copies of them will pass",
+                    self.dedup.kind(),
+                    done.len()
+                );
+                done.clear();
+            }
+        }
+        (again, done)
     }
 
     /// Runs `work` (the delivery of a round) while renewing the round's claims every third of
     /// `claim_secs`: a delivery slower than that (a route retrying, a full buffer) keeps its
     /// keys, so no copy elsewhere is delivered meanwhile; a dead instance's claims still expire.
-    async fn renewing_claims<F: Future<Output = bool>>(
+    async fn renewing_claims<T, F: Future<Output = T>>(
         &self,
         owner: &str,
         keys: &[&str],
         work: F,
-    ) -> bool {
+    ) -> T {
         let every = (self.dedup_patience / 3).max(Duration::from_millis(50));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -337,28 +565,28 @@ impl Pipeline {
         }
     }
 
-    /// Hands the new records to their routes and the rejected ones to the quarantine.
+    /// Hands the new records to their routes and the rejected ones to the quarantine, each on
+    /// its unit's ticket.
     async fn hand_over(
         &self,
-        fresh: &[&bitacora_model::model::Event<'_>],
-        rejected: &[(bitacora_model::model::Rejected<'_>, i64)],
-        outcome: &mut Outcome,
-    ) -> Result<Ticket> {
-        let ticket = Ticket::new();
-        for e in fresh {
-            outcome.accepted += 1;
+        fresh: &[&(bitacora_model::model::Event<'_>, usize)],
+        rejected: &[(bitacora_model::model::Rejected<'_>, i64, usize)],
+        tickets: &mut [Option<Ticket>],
+    ) -> Result<()> {
+        for (e, u) in fresh.iter().map(|p| (&p.0, p.1)) {
             let mut routed = false;
             for r in &self.routes {
                 if r.wants(e) {
                     routed = true;
-                    r.enqueue(r.render(e)?, ticket.done()).await?;
+                    let done = tickets[u].get_or_insert_with(Ticket::new).done();
+                    r.enqueue(r.render(e)?, done).await?;
                 }
             }
             if !routed {
                 self.metrics.unrouted.fetch_add(1, Relaxed);
             }
         }
-        for (rej, received_ms) in rejected {
+        for (rej, received_ms, u) in rejected {
             let mut json = Vec::with_capacity(rej.raw.len() + 256);
             bitacora_model::routed::write_rejected(
                 rej,
@@ -371,10 +599,25 @@ impl Pipeline {
                 .source_event_id
                 .as_deref()
                 .map_or_else(|| crate::record::line_hash(&rej.raw), str::to_string);
+            let done = tickets[*u].get_or_insert_with(Ticket::new).done();
             self.quarantine
-                .enqueue(SinkRecord::new(id, json), ticket.done())
+                .enqueue(SinkRecord::new(id, json), done)
                 .await?;
         }
-        Ok(ticket)
+        Ok(())
     }
+}
+
+fn describe_match(c: &crate::routes::RouteConfig) -> String {
+    if c.matches.is_empty() {
+        return "every event".into();
+    }
+    c.matches
+        .iter()
+        .map(|(k, v)| match v {
+            crate::routes::matcher::Values::One(s) => format!("{k}={s}"),
+            crate::routes::matcher::Values::Any(l) => format!("{k}∈[{}]", l.join(",")),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -3,7 +3,8 @@
 
 use std::borrow::Cow;
 
-use bitacora_model::model::Envelope;
+use bitacora_model::model::{Envelope, Reason, Rejected};
+use bitacora_model::normalize::{Normalized, Normalizer};
 use bytes::Bytes;
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -50,6 +51,9 @@ pub struct Incoming {
     /// Set when the source could not read the record at all (a broken Kinesis payload): it goes
     /// to the quarantine as `broken_envelope` with this detail.
     pub broken: Option<String>,
+    /// The record is a routed record sent back in (a fan-out queue's message, a Firehose record
+    /// a route wrote): it is read as it is, not normalised again.
+    pub routed: bool,
 }
 
 impl Incoming {
@@ -63,7 +67,37 @@ impl Incoming {
             event_id: id.to_string(),
             raw,
             broken: Some(detail),
+            routed: false,
         }
+    }
+
+    /// The record's event, or why it cannot be trusted: the batch transform's normalisation of
+    /// its envelope (`envelope`: [`Incoming::envelope`]), a routed record read back, or the
+    /// source's reason it could not be read.
+    pub fn normalize<'a>(
+        &'a self,
+        envelope: &'a Envelope<'a>,
+        normalizer: &'a Normalizer,
+    ) -> Normalized<'a> {
+        if let Some(detail) = &self.broken {
+            return Err(Rejected {
+                reason: Reason::BrokenEnvelope,
+                detail: detail.clone(),
+                log_stream: None,
+                source_event_id: Some(Cow::Borrowed(&self.event_id)),
+                source_timestamp: None,
+                raw: Cow::Borrowed(&self.raw),
+            });
+        }
+        if self.routed {
+            return normalizer.read_routed(
+                &self.raw,
+                &self.log_stream,
+                &self.event_id,
+                self.ingestion_ms,
+            );
+        }
+        normalizer.normalize_envelope(envelope, &self.raw)
     }
 
     /// The message the normaliser reads.
@@ -85,7 +119,8 @@ impl Incoming {
 /// Reads one received line: a CloudWatch envelope (a JSON object with an integer `timestamp` and
 /// a string `message`) is taken as it is; anything else is an app message (a JSON object or any
 /// text) received now on `log_stream`, whose CloudWatch-like `eventId` is a hash of the line —
-/// the dedup key of a message without an `event_id` of its own.
+/// the dedup key of a message without an `event_id` of its own — or a routed record sent back
+/// in, read as it is.
 pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incoming {
     static TIMESTAMP: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"timestamp\""));
@@ -106,6 +141,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
             event_id: e.event_id.map_or_else(|| line_hash(line), Cow::into_owned),
             raw: line.to_string(),
             broken: None,
+            routed: false,
         };
     }
     Incoming {
@@ -116,6 +152,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
         event_id: line_hash(line),
         raw: line.to_string(),
         broken: None,
+        routed: bitacora_model::routed::looks_routed(line),
     }
 }
 

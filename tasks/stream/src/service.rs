@@ -8,13 +8,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use bitacora_core::Config;
-use bitacora_model::normalize::Normalizer;
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, owner_token};
-use crate::routes::{RouteParts, pii};
 use crate::server::{Server, bind};
 use crate::sources::http::HttpSource;
 use crate::sources::{SourceKind, StreamSource};
@@ -57,58 +55,10 @@ pub async fn run(
     let addr = listener
         .local_addr()
         .map_err(|e| crate::Error::config("stream.listen", e.to_string()))?;
-    let dedup = stream.dedup.build().await?;
     let metrics = Arc::new(Metrics::default());
-    let mut routes = Vec::new();
-    let mut workers = Vec::new();
-    for c in &stream.routes {
-        let parts =
-            RouteParts::from_config(c, &stream.data_dir, &instance, metrics.route(&c.name)).await?;
-        tracing::info!(
-            "route {}: {} → {}",
-            c.name,
-            describe_match(c),
-            parts.sink.describe()
-        );
-        let (route, handle) = parts.spawn();
-        routes.push(route);
-        workers.push(handle);
-    }
-    if routes.is_empty() {
-        tracing::warn!(
-            "no [[stream.routes]]: records are deduplicated and quarantined, and go nowhere else"
-        );
-    }
-    let q_sink = stream.quarantine_sink().build(&instance).await?;
-    let q_dead = crate::sinks::SinkConfig::file(stream.dead_letter_dir("quarantine"))
-        .build(&instance)
-        .await?;
-    tracing::info!("quarantine → {}", q_sink.describe());
-    let (quarantine, q_handle) = RouteParts {
-        name: "quarantine".into(),
-        matches: Default::default(),
-        pii: None::<pii::Pii>,
-        sink: q_sink,
-        dead_letter: q_dead,
-        buffer_records: 20_000,
-        batch: Default::default(),
-        retry: Default::default(),
-        metrics: metrics.route("quarantine"),
-    }
-    .spawn();
-    workers.push(q_handle);
-    let pipeline = Arc::new(Pipeline::new(
-        Normalizer::new(
-            config.source.log_group.clone(),
-            config.transform.max_record_bytes,
-        ),
-        dedup,
-        routes,
-        quarantine,
-        metrics.clone(),
-        instance,
-        stream.dedup.claim_ttl(),
-    ));
+    let (pipeline, workers) =
+        Pipeline::build(config, stream, instance, metrics.clone(), true).await?;
+    let pipeline = Arc::new(pipeline);
     let ingest = match stream.source.kind {
         SourceKind::Http => Some(Arc::new(HttpSource {
             token,
@@ -218,20 +168,6 @@ async fn kinesis_source(_: &StreamConfig, _: &str) -> Result<Arc<dyn StreamSourc
         "stream.source.kind",
         "\"kinesis\" needs a build with the AWS backends: cargo build --release --features bitacora/aws",
     ))
-}
-
-fn describe_match(c: &crate::routes::RouteConfig) -> String {
-    if c.matches.is_empty() {
-        return "every event".into();
-    }
-    c.matches
-        .iter()
-        .map(|(k, v)| match v {
-            crate::routes::matcher::Values::One(s) => format!("{k}={s}"),
-            crate::routes::matcher::Values::Any(l) => format!("{k}∈[{}]", l.join(",")),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Runs the service on its own runtime until SIGTERM or SIGINT, then drains (the binaries'

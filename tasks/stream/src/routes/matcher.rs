@@ -62,26 +62,27 @@ pub fn validate(m: &MatchConfig, key: &str) -> bitacora_core::Result<()> {
 
 /// Whether `event` passes `m`. A field the event lacks matches nothing.
 pub fn matches(m: &MatchConfig, event: &Event<'_>) -> bool {
-    m.iter().all(|(field, values)| {
-        let status;
-        let v: Option<&str> = match field.as_str() {
-            "event_type" => event.event_type.as_deref(),
-            "level" => event.level.as_deref(),
-            "platform" => event.platform.as_deref(),
-            "app_version" => event.app_version.as_deref(),
-            "country" => event.country.as_deref(),
-            "os_version" => event.os_version.as_deref(),
-            "device_model" => event.device_model.as_deref(),
-            "error_code" => event.error_code.as_deref(),
-            "log_stream" => Some(&event.log_stream),
-            "status_code" => {
-                status = event.status_code.map(|s| s.to_string());
-                status.as_deref()
-            }
-            _ => None,
-        };
-        v.is_some_and(|v| values.contains(v))
-    })
+    m.iter()
+        .all(|(name, values)| field(event, name).is_some_and(|v| values.contains(&v)))
+}
+
+/// The value of one of the [`FIELDS`] of `event` (`None`: the event lacks it, or no such field).
+pub fn field<'e>(event: &'e Event<'_>, name: &str) -> Option<std::borrow::Cow<'e, str>> {
+    use std::borrow::Cow;
+    let v: Option<&str> = match name {
+        "event_type" => event.event_type.as_deref(),
+        "level" => event.level.as_deref(),
+        "platform" => event.platform.as_deref(),
+        "app_version" => event.app_version.as_deref(),
+        "country" => event.country.as_deref(),
+        "os_version" => event.os_version.as_deref(),
+        "device_model" => event.device_model.as_deref(),
+        "error_code" => event.error_code.as_deref(),
+        "log_stream" => Some(&event.log_stream),
+        "status_code" => return event.status_code.map(|s| Cow::Owned(s.to_string())),
+        _ => None,
+    };
+    v.map(Cow::Borrowed)
 }
 
 #[cfg(test)]

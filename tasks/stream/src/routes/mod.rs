@@ -36,8 +36,9 @@ pub struct RouteConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pii: Option<PiiConfig>,
     pub sink: SinkConfig,
-    /// Where records go after `retry.max_attempts` (default: files under
-    /// `data_dir/dead-letter/<route>`).
+    /// Where records go after `retry.max_attempts` (default in the service: files under
+    /// `data_dir/dead-letter/<route>`; in a Lambda handler: none, the records are reported
+    /// failed and their event source sends them again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<SinkConfig>,
     /// Records the route holds before the batches feeding it wait.
@@ -284,7 +285,8 @@ pub struct RouteParts {
     pub matches: MatchConfig,
     pub pii: Option<Pii>,
     pub sink: Arc<dyn Sink>,
-    pub dead_letter: Arc<dyn Sink>,
+    /// `None`: records the sink did not take after `retry.max_attempts` fail their batch.
+    pub dead_letter: Option<Arc<dyn Sink>>,
     pub buffer_records: usize,
     pub batch: BatchConfig,
     pub retry: RetryConfig,
@@ -292,24 +294,33 @@ pub struct RouteParts {
 }
 
 impl RouteParts {
-    /// Builds a configured route's sinks and policy.
+    /// Builds a configured route's sinks and policy; `default_dead_letters`: a route without
+    /// `dead_letter` gets files under `data_dir/dead-letter/<route>` (else none).
     pub async fn from_config(
         c: &RouteConfig,
         data_dir: &Path,
+        default_dead_letters: bool,
         instance: &str,
         metrics: Arc<RouteMetrics>,
     ) -> Result<Self> {
         let sink = c.sink.build(instance).await?;
         let dead = match &c.dead_letter {
-            Some(d) => d.clone(),
-            None => SinkConfig::file(data_dir.join("dead-letter").join(&c.name)),
+            Some(d) => Some(d.clone()),
+            None if default_dead_letters => {
+                Some(SinkConfig::file(data_dir.join("dead-letter").join(&c.name)))
+            }
+            None => None,
+        };
+        let dead_letter = match dead {
+            Some(d) => Some(d.build(instance).await?),
+            None => None,
         };
         Ok(RouteParts {
             name: c.name.clone(),
             matches: c.matches.clone(),
             pii: c.pii.as_ref().map(|p| Pii::new(p, data_dir)).transpose()?,
             sink,
-            dead_letter: dead.build(instance).await?,
+            dead_letter,
             buffer_records: c.buffer_records,
             batch: c.batch.clone(),
             retry: c.retry.clone(),
@@ -347,7 +358,7 @@ async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
                 Ok(Some(i)) => i,
                 Ok(None) => break,
                 Err(_) => {
-                    for s in [&p.sink, &p.dead_letter] {
+                    for s in std::iter::once(&p.sink).chain(&p.dead_letter) {
                         if let Err(e) = s.tick().await {
                             tracing::warn!("route {}: {e}", p.name);
                         }
@@ -390,7 +401,8 @@ async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
             .fetch_sub(batch.len() as u64, Ordering::Relaxed);
         deliver(&p, batch).await;
     }
-    for (what, s) in [("sink", &p.sink), ("dead letters", &p.dead_letter)] {
+    let dead = p.dead_letter.iter().map(|s| ("dead letters", s));
+    for (what, s) in std::iter::once(("sink", &p.sink)).chain(dead) {
         if let Err(e) = s.flush().await {
             tracing::error!("route {}: flushing its {what}: {e}", p.name);
         }
@@ -490,6 +502,20 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
 /// fails (the sender gets a 503 and sends it again), so the route keeps flowing and nothing is
 /// lost.
 async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
+    let Some(dead_letter) = &p.dead_letter else {
+        tracing::error!(
+            "route {}: {} records not delivered ({}), and the route has no dead letters: their batches fail and are sent again",
+            p.name,
+            items.len(),
+            items.first().map_or("", |i| i.1.as_str())
+        );
+        p.metrics
+            .dead_letter_failures
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        // Dropped without completing: their tickets fail.
+        drop(items);
+        return;
+    };
     let now = bitacora_model::routed::rfc3339_micros(crate::record::now_ms() * 1000);
     let mut pending: Vec<(SinkRecord, Done)> = items
         .into_iter()
@@ -510,7 +536,7 @@ async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
             (SinkRecord::new(item.record.id.clone(), json), item.done)
         })
         .collect();
-    let limits = p.dead_letter.limits();
+    let limits = dead_letter.limits();
     let mut attempt = 0u32;
     let mut last_error = String::new();
     while !pending.is_empty() {
@@ -531,13 +557,13 @@ async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
             end += 1;
         }
         let records: Vec<SinkRecord> = pending[..end].iter().map(|(r, _)| r.clone()).collect();
-        let again: Vec<usize> = match p.dead_letter.send(&records).await {
+        let again: Vec<usize> = match dead_letter.send(&records).await {
             Ok(sent) => {
                 for (i, why) in &sent.rejected {
                     tracing::error!(
                         "route {}: dead-letter sink {} refused record {}: {why}",
                         p.name,
-                        p.dead_letter.describe(),
+                        dead_letter.describe(),
                         records.get(*i).map_or("?", |r| &*r.id)
                     );
                 }
@@ -582,7 +608,7 @@ async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
                 tracing::error!(
                     "route {}: dead-letter sink {}: {e}; retrying",
                     p.name,
-                    p.dead_letter.describe()
+                    dead_letter.describe()
                 );
                 if !e.is_retryable() {
                     break;
@@ -599,7 +625,7 @@ async fn dead_letter(p: &RouteParts, items: Vec<(RouteItem, String, u32)>) {
         tracing::error!(
             "route {}: the dead-letter sink {} did not take {} records ({last_error}): their batches fail and are sent again",
             p.name,
-            p.dead_letter.describe(),
+            dead_letter.describe(),
             pending.len()
         );
         p.metrics

@@ -153,6 +153,7 @@ fn decode_subscription(
                     event_id: e.id.to_string(),
                     raw,
                     broken: None,
+                    routed: false,
                 });
             }
             Decoded {

@@ -1,0 +1,120 @@
+//! `[lambda]`: the handlers' own settings (the routes, dedup and quarantine are `[stream]`'s).
+
+use std::path::{Path, PathBuf};
+
+use bitacora_core::config::Component;
+use serde::{Deserialize, Serialize};
+
+/// Firehose's limit on a data-transformation function's response (6 MB), less room for the
+/// response's own framing.
+pub const FIREHOSE_RESPONSE_LIMIT: u64 = 6_000_000 - 64 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LambdaConfig {
+    /// The transform's response stays within this many bytes: records past it are answered
+    /// `ProcessingFailed` (Firehose writes them to its error prefix, nothing is lost) rather
+    /// than failing the whole invocation.
+    pub transform_max_response_bytes: u64,
+    /// The `log_stream` of app messages that come without an envelope (default: the Kinesis
+    /// stream's or SQS queue's name, else `lambda`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_stream: Option<String>,
+}
+
+impl Default for LambdaConfig {
+    fn default() -> Self {
+        LambdaConfig {
+            transform_max_response_bytes: FIREHOSE_RESPONSE_LIMIT,
+            log_stream: None,
+        }
+    }
+}
+
+impl Component for LambdaConfig {
+    const SECTION: &'static str = "lambda";
+
+    fn validate(&self) -> bitacora_core::Result<()> {
+        if !(1024..=6_000_000).contains(&self.transform_max_response_bytes) {
+            return Err(bitacora_core::Error::config(
+                "lambda.transform_max_response_bytes",
+                format!(
+                    "{} is outside 1024..=6000000 (Firehose takes at most 6 MB back)",
+                    self.transform_max_response_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl LambdaConfig {
+    /// The log stream of records from `source_arn` (a Kinesis stream or SQS queue ARN: its last
+    /// part names it).
+    pub fn log_stream_of(&self, source_arn: Option<&str>) -> String {
+        if let Some(s) = &self.log_stream {
+            return s.clone();
+        }
+        source_arn
+            .and_then(|arn| arn.rsplit([':', '/']).next())
+            .filter(|s| !s.is_empty())
+            .unwrap_or("lambda")
+            .to_string()
+    }
+}
+
+/// `data_dir` if it can be written (a local run), else the same folder under the temporary
+/// directory (a Lambda's code folder is read-only; `/tmp` is the writable one). What is written
+/// there lasts as long as the execution environment: configure the quarantine and dead letters
+/// as AWS sinks for anything that must be kept.
+pub fn writable_data_dir(data_dir: &Path) -> PathBuf {
+    if std::fs::create_dir_all(data_dir).is_ok() {
+        return data_dir.to_path_buf();
+    }
+    let name = data_dir
+        .file_name()
+        .unwrap_or(std::ffi::OsStr::new("bitacora"));
+    let tmp = std::env::temp_dir().join(name);
+    tracing::warn!(
+        "stream.data_dir {} is not writable: using {} (kept only while this execution environment lives)",
+        data_dir.display(),
+        tmp.display()
+    );
+    tmp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_streams_are_named_after_their_source() {
+        let c = LambdaConfig::default();
+        assert_eq!(
+            c.log_stream_of(Some(
+                "arn:aws:kinesis:us-east-1:123456789012:stream/mobile-logs"
+            )),
+            "mobile-logs"
+        );
+        assert_eq!(
+            c.log_stream_of(Some("arn:aws:sqs:us-east-1:123456789012:fanout-analytics")),
+            "fanout-analytics"
+        );
+        assert_eq!(c.log_stream_of(None), "lambda");
+        let set = LambdaConfig {
+            log_stream: Some("ios".into()),
+            ..c
+        };
+        assert_eq!(set.log_stream_of(Some("arn:aws:sqs:r:1:q")), "ios");
+    }
+
+    #[test]
+    fn the_response_limit_is_checked() {
+        let c = LambdaConfig {
+            transform_max_response_bytes: 7_000_000,
+            ..LambdaConfig::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("lambda.transform_max_response_bytes"), "{e}");
+    }
+}

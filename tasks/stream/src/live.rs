@@ -1,0 +1,241 @@
+//! What the live dashboard shows beyond the service's counters: events by type, events and
+//! errors by app version, the latest errors and alerts. Fed once per delivered round (one lock
+//! per round, not per record); read by `/metrics`, `/api/live` and its event stream.
+//!
+//! Labels come from the records, so their number is capped: past [`MAX_LABELS`] distinct values
+//! of a field, new ones are counted under [`OTHER`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use bitacora_model::model::Event;
+use serde::Serialize;
+
+/// Distinct values kept per field.
+pub const MAX_LABELS: usize = 64;
+/// The label of the values past [`MAX_LABELS`].
+pub const OTHER: &str = "(other)";
+/// Latest errors and alerts kept.
+pub const LATEST: usize = 20;
+
+/// Events and errors of one app version.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct VersionCounts {
+    pub events: u64,
+    pub errors: u64,
+}
+
+/// One of the latest errors, as the dashboard lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct RecentError {
+    /// Event time, ms since the epoch.
+    pub event_time_ms: i64,
+    pub app_version: String,
+    pub platform: String,
+    pub event_type: String,
+    pub level: String,
+    pub error_code: String,
+    /// The message's text, at most 200 characters.
+    pub message: String,
+}
+
+/// An alert as the dashboard lists it (the alert's event carries the same fields).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertNote {
+    pub time_ms: i64,
+    pub rule: String,
+    pub severity: String,
+    /// The group the rule watches (`app_version=3.2.0`), empty when it watches everything.
+    pub group: String,
+    /// `firing` or `resolved`.
+    pub state: &'static str,
+    /// Whether a notification was sent (a new episode out of its cooldown).
+    pub notified: bool,
+    pub value: f64,
+    pub threshold: f64,
+    pub summary: String,
+}
+
+#[derive(Default)]
+struct Inner {
+    event_types: BTreeMap<String, u64>,
+    app_versions: BTreeMap<String, VersionCounts>,
+    errors: VecDeque<RecentError>,
+    alerts: VecDeque<AlertNote>,
+}
+
+/// The aggregates (see the module's documentation).
+#[derive(Default)]
+pub struct Live {
+    inner: Mutex<Inner>,
+}
+
+/// What the dashboard reads of [`Live`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LiveView {
+    pub event_types: BTreeMap<String, u64>,
+    pub app_versions: BTreeMap<String, VersionCounts>,
+    pub latest_errors: Vec<RecentError>,
+    pub latest_alerts: Vec<AlertNote>,
+}
+
+/// Whether the dashboard counts an event as an error: level `ERROR` or `FATAL`, or event type
+/// `crash` or `error`.
+pub fn is_error(e: &Event<'_>) -> bool {
+    let level = e.level.as_deref().unwrap_or_default();
+    level.eq_ignore_ascii_case("ERROR")
+        || level.eq_ignore_ascii_case("FATAL")
+        || matches!(e.event_type.as_deref(), Some("crash" | "error"))
+}
+
+/// The map's entry for `label`, or [`OTHER`]'s once the map is full.
+fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, label: &str) -> &'m mut V {
+    let key = if map.contains_key(label) || map.len() < MAX_LABELS {
+        label
+    } else {
+        OTHER
+    };
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+fn text(v: &Option<std::borrow::Cow<'_, str>>) -> String {
+    v.as_deref().unwrap_or_default().to_string()
+}
+
+impl Live {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts delivered events.
+    pub fn observe<'e, 'a: 'e>(&self, events: impl IntoIterator<Item = &'e Event<'a>>) {
+        let mut inner = self.lock();
+        for e in events {
+            let kind = e.event_type.as_deref().unwrap_or("(none)");
+            *entry(&mut inner.event_types, kind) += 1;
+            let error = is_error(e);
+            let v = entry(
+                &mut inner.app_versions,
+                e.app_version.as_deref().unwrap_or("(none)"),
+            );
+            v.events += 1;
+            if error {
+                v.errors += 1;
+                if inner.errors.len() == LATEST {
+                    inner.errors.pop_front();
+                }
+                let message = e
+                    .message
+                    .as_deref()
+                    .or(e.error_code.as_deref())
+                    .unwrap_or_default()
+                    .chars()
+                    .take(200)
+                    .collect();
+                inner.errors.push_back(RecentError {
+                    event_time_ms: e.event_time.div_euclid(1000),
+                    app_version: text(&e.app_version),
+                    platform: text(&e.platform),
+                    event_type: text(&e.event_type),
+                    level: text(&e.level),
+                    error_code: text(&e.error_code),
+                    message,
+                });
+            }
+        }
+    }
+
+    /// Lists an alert (fired or resolved).
+    pub fn note_alert(&self, note: AlertNote) {
+        let mut inner = self.lock();
+        if inner.alerts.len() == LATEST {
+            inner.alerts.pop_front();
+        }
+        inner.alerts.push_back(note);
+    }
+
+    /// A copy of the aggregates, latest first in the lists.
+    pub fn view(&self) -> LiveView {
+        let inner = self.lock();
+        LiveView {
+            event_types: inner.event_types.clone(),
+            app_versions: inner.app_versions.clone(),
+            latest_errors: inner.errors.iter().rev().cloned().collect(),
+            latest_alerts: inner.alerts.iter().rev().cloned().collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn event(kind: &str, version: &str, level: &str) -> Event<'static> {
+        Event {
+            event_type: Some(Cow::Owned(kind.into())),
+            app_version: Some(Cow::Owned(version.into())),
+            level: Some(Cow::Owned(level.into())),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_events_by_type_and_errors_by_version_latest_first() {
+        let live = Live::default();
+        let batch = [
+            event("api_call", "3.2.0", "INFO"),
+            event("error", "3.2.0", "ERROR"),
+            event("screen_view", "3.1.1", "error"),
+            event("tap", "3.1.1", "INFO"),
+        ];
+        live.observe(&batch);
+        live.observe(&batch[..1]);
+        let v = live.view();
+        assert_eq!(v.event_types["api_call"], 2);
+        assert_eq!(v.event_types["error"], 1);
+        assert_eq!(
+            v.app_versions["3.2.0"],
+            VersionCounts {
+                events: 3,
+                errors: 1
+            }
+        );
+        assert_eq!(
+            v.app_versions["3.1.1"],
+            VersionCounts {
+                events: 2,
+                errors: 1
+            }
+        );
+        let kinds: Vec<_> = v
+            .latest_errors
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect();
+        assert_eq!(kinds, ["screen_view", "error"]);
+    }
+
+    #[test]
+    fn labels_past_the_cap_are_counted_as_other_and_lists_keep_the_latest() {
+        let live = Live::default();
+        let many: Vec<_> = (0..MAX_LABELS + 10)
+            .map(|i| event(&format!("t{i}"), "1", "ERROR"))
+            .collect();
+        live.observe(&many);
+        let v = live.view();
+        assert_eq!(v.event_types.len(), MAX_LABELS + 1);
+        assert_eq!(v.event_types[OTHER], 10);
+        assert_eq!(v.event_types.values().sum::<u64>(), many.len() as u64);
+        assert_eq!(v.latest_errors.len(), LATEST);
+        assert_eq!(
+            v.latest_errors[0].event_type,
+            format!("t{}", MAX_LABELS + 9)
+        );
+    }
+}
