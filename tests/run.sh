@@ -27,13 +27,14 @@ cargo clippy --workspace --all-targets --quiet "${features[@]}" -- -D warnings
 step "release binaries (with the AWS backends)"
 cargo build --release --workspace --bins --quiet "${features[@]}"
 
-step "kinesis-local (npm, for the Kinesis source's resharding tests)"
+step "npm tools: kinesis-local (the Kinesis source's resharding tests), playwright-core (the dashboard's browser test)"
 node_dir=${BITACORA_NODE_DIR:-$HOME/.cache/bitacora/node}
-if [ ! -f "$node_dir/node_modules/kinesis-local/main.js" ]; then
+if [ ! -f "$node_dir/node_modules/kinesis-local/main.js" ] || [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
   mkdir -p "$node_dir"
-  npm install --prefix "$node_dir" --no-audit --no-fund --silent kinesis-local@0.6.2
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent kinesis-local@0.6.2 playwright-core@1.65.1
 fi
 export BITACORA_KINESIS_LOCAL="$node_dir/node_modules/kinesis-local"
+export BITACORA_NODE_DIR="$node_dir"
 
 step "cargo test"
 # The end-to-end tests run the step binaries as a scheduler would: build them first. The Python
@@ -54,7 +55,7 @@ rm -f "$wheels"/bitacora-*.whl
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheels"/bitacora-*.whl
 
 if ! command -v chromium >/dev/null 2>&1; then
-  step "chromium (Debian's package, for the Airflow UI test)"
+  step "chromium (Debian's package, for the Airflow UI and dashboard tests)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq

@@ -57,6 +57,9 @@ sink = {{ kind = "opensearch", endpoint = "{opensearch.url}", index = "bitacora-
     mapping = search(opensearch, f"/{index}/_mapping")[index]["mappings"]["properties"]
     for column, spec in MAPPING.items():
         assert mapping[column]["type"] == spec.get("type", "object"), column
+    # The document id is the record's event_id (a redelivered record overwrites itself).
+    doc = search(opensearch, f"/{index}/_doc/ev-5")
+    assert doc["found"] is True and doc["_source"]["event_type"] == "crash", doc
     # The text event is on today's index; the dashboard's pattern covers both.
     search(opensearch, "/bitacora-events-*/_refresh", {})
     assert search(opensearch, "/bitacora-events-*/_count")["count"] == 61

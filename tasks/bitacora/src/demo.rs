@@ -1,5 +1,6 @@
 //! `bitacora demo`: two weeks of synthetic logs through every batch step on the embedded defaults,
-//! then the stakeholders' answers.
+//! then the stakeholders' answers; then the streaming half: the stream service with its live
+//! dashboard, fed by the load generator, with routes and an alert rule on file sinks.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,6 +26,18 @@ pub struct DemoArgs {
     end: Option<Day>,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Seconds of live traffic through the stream service (0: no streaming part).
+    #[arg(long, default_value_t = 30)]
+    stream_secs: u64,
+    /// Records per second of that traffic.
+    #[arg(long, default_value_t = 2000)]
+    stream_rate: u64,
+    /// Address of the stream service (its dashboard is at `/`).
+    #[arg(long, default_value = "127.0.0.1:9880")]
+    listen: String,
+    /// After the traffic, keep the service (and its dashboard) up until Ctrl-C.
+    #[arg(long)]
+    keep_serving: bool,
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
@@ -137,6 +150,144 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         "  {bin} --config {cfg} \"SELECT platform, app_version, count(*) AS events FROM events WHERE dt = '{end}' GROUP BY 1, 2 ORDER BY 3 DESC\""
     );
     println!("  {bin} --config {cfg} --named top_error_codes --date {end} --format json");
+    if args.stream_secs > 0 {
+        println!();
+        stream_part(args, &dir)?;
+    }
     eprintln!("Demo finished in {:.1} s.", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The stream service's configuration of the demo: every event to files, errors and crashes
+/// for the on-call, purchases and signups for marketing (user ids hashed, sessions dropped),
+/// and an alert on the error rate of each app version.
+fn stream_config(dir: &std::path::Path, listen: &str) -> String {
+    let d = dir.join("stream");
+    let d = d.display();
+    format!(
+        r#"# Written by `bitacora demo`: run it again with bitacora-stream --config {d}.toml
+# (user ids of the marketing route are hashed with the key {d}/data/pii.key, made at first start)
+[stream]
+listen = "{listen}"
+data_dir = "{d}/data"
+
+[stream.dedup]
+kind = "memory"
+
+[[stream.routes]]
+name = "everything"
+sink = {{ kind = "file", path = "{d}/everything" }}
+
+[[stream.routes]]
+name = "oncall"
+match = {{ level = ["ERROR"], event_type = ["crash", "error"] }}
+sink = {{ kind = "file", path = "{d}/oncall" }}
+
+[[stream.routes]]
+name = "marketing"
+match = {{ event_type = ["purchase", "signup"] }}
+pii = {{ hash = ["user_id"], drop = ["session_id"] }}
+sink = {{ kind = "file", path = "{d}/marketing" }}
+
+[[stream.routes]]
+name = "alerts"
+match = {{ event_type = "alert" }}
+sink = {{ kind = "file", path = "{d}/alerts" }}
+
+[[stream.alerts]]
+name = "error rate by app version"
+kind = "error_rate"
+group_by = "app_version"
+threshold = 0.06
+window_secs = 20
+min_events = 3000
+cooldown_secs = 300
+severity = "critical"
+notify = ["alerts"]
+"#
+    )
+}
+
+fn stream_part(args: &DemoArgs, dir: &std::path::Path) -> Result<()> {
+    use bitacora_stream::StreamConfig;
+    let text = stream_config(dir, &args.listen);
+    let path = dir.join("stream.toml");
+    std::fs::write(&path, &text).map_err(|e| Error::io("write", &path, e))?;
+    let config = Config::from_toml_str(&text)?;
+    let stream: StreamConfig = config.component()?;
+    let stream_err = |e: bitacora_stream::Error| Error::external("stream", e);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::external("tokio runtime", e))?;
+    runtime.block_on(async {
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let (ready, bound) = tokio::sync::oneshot::channel();
+        let service = tokio::spawn(async move {
+            bitacora_stream::service::run(&config, &stream, stopping, Some(ready)).await
+        });
+        let addr = match bound.await {
+            Ok(a) => a,
+            Err(_) => {
+                return match service.await {
+                    Ok(Err(e)) => Err(stream_err(e)),
+                    _ => Err(Error::external("stream", "the service did not start")),
+                };
+            }
+        };
+        println!(
+            "== Streaming: {} records/s for {} s through bitacora-stream ({})",
+            args.stream_rate,
+            args.stream_secs,
+            path.display()
+        );
+        println!("   Live dashboard: http://{addr}/   (open it now; /metrics for Prometheus)");
+        let load = bitacora_stream::loadgen::run(&bitacora_stream::loadgen::LoadParams {
+            to: format!("http://{addr}"),
+            rate: args.stream_rate,
+            duration: std::time::Duration::from_secs(args.stream_secs),
+            duplicates: 0.02,
+            seed: args.seed,
+            batch: None,
+            concurrency: 4,
+            token: None,
+            pregenerate: false,
+        })
+        .await;
+        if args.keep_serving && load.is_ok() {
+            println!("   The service stays up: Ctrl-C stops it.");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        let _ = stop.send(true);
+        let report = match service.await {
+            Ok(r) => r.map_err(stream_err)?,
+            Err(e) => return Err(Error::external("stream", e)),
+        };
+        let load = load.map_err(stream_err)?;
+        println!(
+            "   sent {} records ({} redelivered copies, {} text lines, {} malformed) at {:.0}/s",
+            load.sent, load.redelivered, load.text, load.malformed, load.records_per_sec
+        );
+        println!(
+            "   the service accepted {}, dropped {} duplicates, quarantined {}",
+            report.accepted, report.duplicates, report.quarantined
+        );
+        for r in &report.routes {
+            let folder = match r.name.as_str() {
+                "quarantine" => dir.join("stream").join("data").join("quarantine"),
+                name => dir.join("stream").join(name),
+            };
+            println!(
+                "   route {:<11} {:>8} delivered → {}",
+                r.name,
+                r.delivered,
+                folder.display()
+            );
+        }
+        println!(
+            "   Run it again with its dashboard: bitacora-stream --config {}",
+            path.display()
+        );
+        Ok(())
+    })
 }

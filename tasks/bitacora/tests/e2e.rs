@@ -1259,3 +1259,67 @@ fn spill_folders_are_private_and_killed_runs_folders_are_removed() {
     }
     drop(lock);
 }
+
+#[test]
+fn the_demo_runs_the_batch_half_then_the_stream_service_with_its_dashboard() {
+    let env = Env::new();
+    let demo = env.path().join("demo");
+    let mut child = Command::new(bin("bitacora"))
+        .args(["demo", "--dir"])
+        .arg(&demo)
+        .args([
+            "--days",
+            "2",
+            "--events-per-day",
+            "3000",
+            "--stream-secs",
+            "3",
+        ])
+        .args(["--stream-rate", "1000", "--listen", "127.0.0.1:0"])
+        .env_remove("BITACORA_CONFIG")
+        .current_dir(env.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(240);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            panic!("the demo did not finish in 240 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("== Error rate by app version"), "{stdout}");
+    assert!(
+        stdout.contains("Live dashboard: http://127.0.0.1:"),
+        "{stdout}"
+    );
+    // Every route received its share, and the files are where the demo says.
+    let delivered = |route: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("route {route} ")))
+            .unwrap_or_else(|| panic!("no line for route {route}: {stdout}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let everything = delivered("everything");
+    assert!(everything > 1000, "{stdout}");
+    assert!(delivered("oncall") > 0 && delivered("oncall") < everything);
+    assert!(delivered("marketing") > 0 && delivered("marketing") < everything);
+    let lines: usize = std::fs::read_dir(demo.join("stream").join("everything"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines as u64, everything);
+    assert!(demo.join("stream.toml").exists());
+}

@@ -67,6 +67,34 @@ impl LambdaConfig {
 /// directory (a Lambda's code folder is read-only; `/tmp` is the writable one). What is written
 /// there lasts as long as the execution environment: configure the quarantine and dead letters
 /// as AWS sinks for anything that must be kept.
+/// What a Lambda handler needs of `[stream]` beyond the service's own checks: a PII key shipped
+/// with the function (a key made in an execution environment's `/tmp` differs from the next
+/// one's, and so would the hashes a partner receives).
+pub fn check_stream(stream: &bitacora_stream::StreamConfig) -> bitacora_core::Result<()> {
+    for (i, r) in stream.routes.iter().enumerate() {
+        if let Some(p) = &r.pii
+            && !p.hash.is_empty()
+            && p.key_file.is_none()
+        {
+            return Err(bitacora_core::Error::config(
+                format!("stream.routes[{i}].pii.key_file"),
+                format!(
+                    "route {:?} hashes {}: a Lambda handler needs the key shipped with the function (a key made on its disk would differ in every execution environment, and so would the hashes)",
+                    r.name,
+                    p.hash.join(", ")
+                ),
+            ));
+        }
+    }
+    if stream.quarantine.is_none() {
+        tracing::warn!(
+            "no [stream.quarantine] sink: quarantined records are written to {} on the function's disk and lost with its execution environment; set one (an SQS queue, a Firehose stream)",
+            stream.data_dir.join("quarantine").display()
+        );
+    }
+    Ok(())
+}
+
 pub fn writable_data_dir(data_dir: &Path) -> PathBuf {
     if std::fs::create_dir_all(data_dir).is_ok() {
         return data_dir.to_path_buf();
@@ -86,6 +114,18 @@ pub fn writable_data_dir(data_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hashing_route_needs_a_shipped_key() {
+        let text = "[[stream.routes]]\nname = \"marketing\"\npii = { hash = [\"user_id\"] }\nsink = { kind = \"file\", path = \"/tmp/m\" }\n";
+        let config = bitacora_core::Config::from_toml_str(text).unwrap();
+        let stream: bitacora_stream::StreamConfig = config.component().unwrap();
+        let err = check_stream(&stream).unwrap_err().to_string();
+        assert!(err.contains("stream.routes[0].pii.key_file"), "{err}");
+        let shipped = text.replace("] }", "], key_file = \"/var/task/pii.key\" }");
+        let config = bitacora_core::Config::from_toml_str(&shipped).unwrap();
+        assert!(check_stream(&config.component().unwrap()).is_ok());
+    }
 
     #[test]
     fn log_streams_are_named_after_their_source() {

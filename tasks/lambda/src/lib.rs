@@ -79,6 +79,7 @@ impl Handlers {
             Needs::Pipeline => {
                 let mut stream: StreamConfig = config.component()?;
                 stream.data_dir = config::writable_data_dir(&stream.data_dir);
+                config::check_stream(&stream)?;
                 // No dead letters by default: what a route cannot deliver is reported failed
                 // and the event source sends it again (or to its own on-failure destination).
                 let (pipeline, _workers) =

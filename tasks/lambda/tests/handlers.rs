@@ -12,9 +12,32 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use support::*;
 
-const FANOUT: &str = env!("CARGO_BIN_EXE_bitacora-lambda-fanout");
-const DEDUP: &str = env!("CARGO_BIN_EXE_bitacora-lambda-dedup");
-const TRANSFORM: &str = env!("CARGO_BIN_EXE_bitacora-lambda-transform");
+/// The handler binaries: cargo's, or those of `BITACORA_LAMBDA_BIN_DIR` (to measure the
+/// release bootstraps' cold starts: the tests print them).
+fn bin(name: &str, built: &'static str) -> String {
+    match std::env::var("BITACORA_LAMBDA_BIN_DIR") {
+        Ok(dir) => format!("{dir}/{name}"),
+        Err(_) => built.to_string(),
+    }
+}
+fn fanout_bin() -> String {
+    bin(
+        "bitacora-lambda-fanout",
+        env!("CARGO_BIN_EXE_bitacora-lambda-fanout"),
+    )
+}
+fn dedup_bin() -> String {
+    bin(
+        "bitacora-lambda-dedup",
+        env!("CARGO_BIN_EXE_bitacora-lambda-dedup"),
+    )
+}
+fn transform_bin() -> String {
+    bin(
+        "bitacora-lambda-transform",
+        env!("CARGO_BIN_EXE_bitacora-lambda-transform"),
+    )
+}
 
 /// A webhook that refuses (503) while `down` is set.
 fn webhook(down: Arc<AtomicBool>) -> Peer {
@@ -110,7 +133,7 @@ fn fanout_reports_the_records_not_delivered_and_dedups_across_invocations_and_co
         b"\x1f\x8bnot really gzip".to_vec(),
     ];
     let api = RuntimeApi::start();
-    let handler = Handler::start(FANOUT, &api, &config, &[]);
+    let handler = Handler::start(&fanout_bin(), &api, &config, &[]);
     let ready = api.ready_at().duration_since(handler.started);
     println!("fanout cold start (process start → first poll): {ready:?}");
 
@@ -160,7 +183,7 @@ fn fanout_reports_the_records_not_delivered_and_dedups_across_invocations_and_co
     // A new execution environment (cold start) sees the same keys in Redis.
     drop(handler);
     let api2 = RuntimeApi::start();
-    let handler = Handler::start(FANOUT, &api2, &config, &[]);
+    let handler = Handler::start(&fanout_bin(), &api2, &config, &[]);
     let r = api2.response(&kinesis_event(&batch[..3], 0));
     assert_eq!(failures(&r), Vec::<String>::new(), "{}", handler.log_text());
     assert_eq!(
@@ -188,7 +211,7 @@ fn fanout_fails_the_whole_batch_while_redis_is_down_and_recovers() {
     )
     .unwrap();
     let api = RuntimeApi::start();
-    let _handler = Handler::start(FANOUT, &api, &config, &[]);
+    let _handler = Handler::start(&fanout_bin(), &api, &config, &[]);
     api.ready_at();
     redis.stop();
     let batch = vec![
@@ -241,7 +264,7 @@ fn dedup_reads_fan_out_messages_and_reports_the_ones_not_delivered() {
         sns_notification(&message(12, "purchase")),
     ];
     let api = RuntimeApi::start();
-    let handler = Handler::start(DEDUP, &api, &config, &[]);
+    let handler = Handler::start(&dedup_bin(), &api, &config, &[]);
     let r = api.response(&sqs_event(&bodies, 0));
     assert_eq!(failures(&r), vec!["m-0", "m-3"], "{}", handler.log_text());
     let quarantine = all_lines(&dir.path().join("quarantine"));
@@ -292,7 +315,7 @@ fn transform_answers_every_record_in_order_within_the_response_limit() {
     let config = dir.path().join("bitacora.toml");
     std::fs::write(&config, "[source]\nlog_group = \"/mobile/app\"\n").unwrap();
     let api = RuntimeApi::start();
-    let handler = Handler::start(TRANSFORM, &api, &config, &[]);
+    let handler = Handler::start(&transform_bin(), &api, &config, &[]);
     let ready = api.ready_at().duration_since(handler.started);
     println!("transform cold start (process start → first poll): {ready:?}");
     let control = gzip(&json!({"messageType": "CONTROL_MESSAGE", "logEvents": []}).to_string());
@@ -361,7 +384,7 @@ fn transform_keeps_its_response_within_the_limit() {
     let config = dir.path().join("bitacora.toml");
     std::fs::write(&config, "[lambda]\ntransform_max_response_bytes = 4096\n").unwrap();
     let api = RuntimeApi::start();
-    let _handler = Handler::start(TRANSFORM, &api, &config, &[]);
+    let _handler = Handler::start(&transform_bin(), &api, &config, &[]);
     let datas: Vec<Vec<u8>> = (0..20)
         .map(|i| message(i, "app_open").into_bytes())
         .collect();
@@ -389,7 +412,7 @@ fn a_bad_setting_stops_the_cold_start_with_one_line_naming_it() {
     let config = dir.path().join("bitacora.toml");
     std::fs::write(&config, "[stream.dedup]\nkind = \"redis\"\nttl_secs = 0\n").unwrap();
     let api = RuntimeApi::start();
-    let mut handler = Handler::start(FANOUT, &api, &config, &[]);
+    let mut handler = Handler::start(&fanout_bin(), &api, &config, &[]);
     let status = handler.wait_exit(Duration::from_secs(20));
     assert!(!status.success());
     let log = handler.log_text();

@@ -16,6 +16,7 @@
 
 pub mod alerts;
 pub mod config;
+pub mod dashboard;
 pub mod dedup;
 pub mod error;
 pub mod live;

@@ -1,6 +1,6 @@
 //! The service's HTTP port: `POST /v1/logs` (when the source is `http`), `/metrics`
-//! (Prometheus), `/healthz`, and `/` (a page pointing at them; the live dashboard comes with the
-//! next issue). HTTP/1.1 with a header-read timeout against slow clients; on shutdown it stops
+//! (Prometheus), `/healthz`, and the live dashboard ([`crate::dashboard`]: `/`, `/api/live`,
+//! `/api/live/events`). HTTP/1.1 with a header-read timeout against slow clients; on shutdown it stops
 //! accepting and lets the requests in flight finish.
 
 use std::convert::Infallible;
@@ -9,63 +9,95 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::dashboard::{LiveEvents, PAGE, Snapshot};
 use crate::pipeline::Pipeline;
-use crate::sources::http::{Body, HttpSource, json_response};
+use crate::sources::http::{HttpSource, json_response};
 use crate::{Error, Result};
 
 pub struct Server {
     pub pipeline: Arc<Pipeline>,
     pub ingest: Option<Arc<HttpSource>>,
     pub source_kind: &'static str,
+    /// Turns true when the service stops (the dashboard's event streams end).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A response's body: whole, or a stream (the dashboard's events).
+type Body = BoxBody<Bytes, Infallible>;
+
+fn with_type(body: Body, content_type: &'static str) -> Response<Body> {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(
+        "content-type",
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn whole(text: impl Into<Bytes>) -> Body {
+    Full::new(text.into()).boxed()
 }
 
 impl Server {
     async fn handle(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
+        let metrics = &self.pipeline.metrics;
         match (req.method(), path.as_str()) {
             (&Method::POST, "/v1/logs") => match &self.ingest {
-                Some(s) => s.ingest(&self.pipeline, req).await,
+                Some(s) => s.ingest(&self.pipeline, req).await.map(BodyExt::boxed),
                 None => json_response(
                     StatusCode::NOT_FOUND,
                     serde_json::json!({"error": "the source is not http: POST /v1/logs is off"}),
-                ),
+                )
+                .map(BodyExt::boxed),
             },
             (_, "/v1/logs") => json_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 serde_json::json!({"error": "POST NDJSON here"}),
-            ),
+            )
+            .map(BodyExt::boxed),
             (&Method::GET, "/healthz") => {
                 json_response(StatusCode::OK, serde_json::json!({"status": "ok"}))
+                    .map(BodyExt::boxed)
             }
-            (&Method::GET, "/metrics") => {
-                let mut r = Response::new(Full::new(Bytes::from(
-                    self.pipeline.metrics.render(self.source_kind),
-                )));
-                r.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-                );
+            (&Method::GET, "/metrics") => with_type(
+                whole(metrics.render(self.source_kind)),
+                "text/plain; version=0.0.4",
+            ),
+            (&Method::GET, "/" | "/index.html") => {
+                with_type(whole(PAGE), "text/html; charset=utf-8")
+            }
+            (&Method::GET, "/favicon.ico") => {
+                let mut r = Response::new(whole(Bytes::new()));
+                *r.status_mut() = StatusCode::NO_CONTENT;
                 r
             }
-            (&Method::GET, "/") => {
-                let mut r = Response::new(Full::new(Bytes::from_static(INDEX.as_bytes())));
+            (&Method::GET, "/api/live") => with_type(
+                whole(Snapshot::of(metrics, self.source_kind).to_json()),
+                "application/json",
+            ),
+            (&Method::GET, "/api/live/events") => {
+                let events =
+                    LiveEvents::new(metrics.clone(), self.source_kind, self.stopping.clone());
+                let mut r = with_type(events.boxed(), "text/event-stream");
                 r.headers_mut().insert(
-                    "content-type",
-                    hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+                    "cache-control",
+                    hyper::header::HeaderValue::from_static("no-store"),
                 );
                 r
             }
             _ => json_response(
                 StatusCode::NOT_FOUND,
                 serde_json::json!({"error": format!("no {path}")}),
-            ),
+            )
+            .map(BodyExt::boxed),
         }
     }
 
@@ -127,10 +159,3 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener> {
         .await
         .map_err(|e| Error::config("stream.listen", format!("cannot listen on {addr}: {e}")))
 }
-
-const INDEX: &str = r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bitacora-stream</title></head>
-<body><h1>bitacora-stream</h1>
-<p>Ingest: <code>POST /v1/logs</code> (NDJSON). Metrics: <a href="/metrics">/metrics</a>. Health: <a href="/healthz">/healthz</a>.</p>
-</body></html>
-"#;

@@ -84,7 +84,11 @@ pub async fn run(
         pipeline: pipeline.clone(),
         ingest,
         source_kind: source.kind(),
+        stopping: shutdown.clone(),
     });
+    if pipeline.alerts.is_some() {
+        tokio::spawn(crate::alerts::run(Arc::downgrade(&pipeline)));
+    }
     tracing::info!(
         "bitacora-stream listening on http://{addr} (source {}, dedup {})",
         source.kind(),
