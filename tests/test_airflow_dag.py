@@ -70,12 +70,18 @@ def test_importing_the_dag_runs_nothing(tmp_path, runner):
         f"""
         import json, sys
         from airflow.dag_processing.dagbag import DagBag
+        # Parsing reads no Airflow Variable (Airflow's best practice: a parse runs every 30 s).
+        from airflow.sdk import Variable
+        def refuse(*a, **k):
+            raise AssertionError("an Airflow Variable was read at parse time")
+        Variable.get = staticmethod(refuse)
         bag = DagBag(dag_folder={str(ROOT / "dags")!r})
         dag = bag.dags["bitacora_daily"]
         assert "bitacora" not in sys.modules, "the DAG file imported the bitacora module"
         print(json.dumps({{"errors": {{k: str(v) for k, v in bag.import_errors.items()}},
                           "tasks": sorted(dag.task_ids), "catchup": dag.catchup,
-                          "max_active_runs": dag.max_active_runs}}))
+                          "max_active_runs": dag.max_active_runs,
+                          "params": {{k: dag.params.get_param(k).schema for k in dag.params}}}}))
         """,
         env,
     )
@@ -83,6 +89,47 @@ def test_importing_the_dag_runs_nothing(tmp_path, runner):
     assert r["errors"] == {}
     assert r["tasks"] == ["catalog", "extract", "named_queries", "quality_gate", "transform"]
     assert r["catchup"] is True and r["max_active_runs"] == 4
+    assert r["params"]["date"]["format"] == "date", r["params"]
+
+
+@pytest.mark.parametrize("runner", ["bash", "python"])
+def test_the_date_parameter_runs_the_day_asked_for(tmp_path, runner):
+    """A day by hand: `date` overrides the data interval; a value that is not a day is refused
+    before anything runs. The settings come from Airflow Variables here, read when the tasks run."""
+    logs, lake = tmp_path / "logs", tmp_path / "lake"
+    run("bitacora", "generate", "--date", DAY, "--events", "2000", "--out", str(logs), "--seed", "5")
+    config = local_config(tmp_path / "bitacora.toml", logs, lake, tmp_path / "k")
+    env = {**airflow_env(tmp_path / "airflow"), "BITACORA_RUNNER": runner}
+    env["AIRFLOW_VAR_BITACORA_CONFIG"] = str(config)
+    env["AIRFLOW_VAR_BITACORA_BIN_DIR"] = env.pop("BITACORA_BIN_DIR")
+    env.pop("BITACORA_CONFIG", None)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True, timeout=300)
+    out = python(
+        f"""
+        import json
+        from datetime import datetime, timedelta, timezone
+        from airflow.dag_processing.dagbag import DagBag
+        dag = DagBag(dag_folder={str(ROOT / "dags")!r}).dags["bitacora_daily"]
+        # A run whose own interval is ten days later, asked for {DAY}.
+        later = datetime.fromisoformat("{DAY}").replace(tzinfo=timezone.utc) + timedelta(days=11)
+        run = dag.test(logical_date=later, run_conf={{"date": "{DAY}"}})
+        states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+        refused = []
+        for bad in ["yesterday", "2026-02-30", "2026-11-02; rm -rf /"]:
+            try:
+                dag.test(logical_date=later + timedelta(days=1), run_conf={{"date": bad}})
+                refused.append(None)
+            except Exception as e:
+                refused.append(type(e).__name__ + ": " + str(e))
+        print(json.dumps({{"states": states, "refused": refused}}))
+        """,
+        env,
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["states"] == {t: "success" for t in ["extract", "transform", "catalog", "quality_gate", "named_queries"]}, result
+    assert all(r and "date" in r for r in result["refused"]), result["refused"]
+    days = sorted(p.name for p in (lake / "_manifests" / "transform").iterdir())
+    assert days == [f"dt={DAY}.json"], days
 
 
 @pytest.mark.parametrize("runner", ["bash", "python"])

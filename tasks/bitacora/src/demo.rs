@@ -221,20 +221,10 @@ fn stream_part(args: &DemoArgs, dir: &std::path::Path) -> Result<()> {
         .build()
         .map_err(|e| Error::external("tokio runtime", e))?;
     runtime.block_on(async {
-        let (stop, stopping) = tokio::sync::watch::channel(false);
-        let (ready, bound) = tokio::sync::oneshot::channel();
-        let service = tokio::spawn(async move {
-            bitacora_stream::service::run(&config, &stream, stopping, Some(ready)).await
-        });
-        let addr = match bound.await {
-            Ok(a) => a,
-            Err(_) => {
-                return match service.await {
-                    Ok(Err(e)) => Err(stream_err(e)),
-                    _ => Err(Error::external("stream", "the service did not start")),
-                };
-            }
-        };
+        let service = bitacora_stream::service::Running::start(config, stream)
+            .await
+            .map_err(stream_err)?;
+        let addr = service.addr;
         println!(
             "== Streaming: {} records/s for {} s through bitacora-stream ({})",
             args.stream_rate,
@@ -258,11 +248,7 @@ fn stream_part(args: &DemoArgs, dir: &std::path::Path) -> Result<()> {
             println!("   The service stays up: Ctrl-C stops it.");
             let _ = tokio::signal::ctrl_c().await;
         }
-        let _ = stop.send(true);
-        let report = match service.await {
-            Ok(r) => r.map_err(stream_err)?,
-            Err(e) => return Err(Error::external("stream", e)),
-        };
+        let report = service.stop().await.map_err(stream_err)?;
         let load = load.map_err(stream_err)?;
         println!(
             "   sent {} records ({} redelivered copies, {} text lines, {} malformed) at {:.0}/s",

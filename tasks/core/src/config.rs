@@ -1278,7 +1278,7 @@ mod tests {
             ("lake = 3\n", "lake: expected a table, got 3"),
             (
                 "[nope]\n",
-                "nope: unknown section (expected one of source, lake, encryption, catalog, query, extract, transform, stream)",
+                "nope: unknown section (expected one of source, lake, encryption, catalog, query, extract, transform, stream, lambda)",
             ),
         ];
         for (doc, want) in cases {

@@ -251,41 +251,29 @@ impl Metrics {
     /// The live view's series: events by type, events and errors by app version, alerts.
     fn render_live(&self, out: &mut String) {
         let view = self.live.view();
-        let _ = writeln!(
+        let types = view.event_types.iter().map(|(k, n)| (k.as_str(), *n));
+        counters(
             out,
-            "# HELP bitacora_stream_events_total Delivered events by event type.\n# TYPE bitacora_stream_events_total counter"
+            "bitacora_stream_events_total",
+            "Delivered events by event type",
+            "event_type",
+            types,
         );
-        for (kind, n) in &view.event_types {
-            let _ = writeln!(
-                out,
-                "bitacora_stream_events_total{{event_type=\"{}\"}} {n}",
-                label(kind)
-            );
-        }
-        let _ = writeln!(
+        let versions = &view.app_versions;
+        counters(
             out,
-            "# HELP bitacora_stream_app_version_events_total Delivered events by app version.\n# TYPE bitacora_stream_app_version_events_total counter"
+            "bitacora_stream_app_version_events_total",
+            "Delivered events by app version",
+            "app_version",
+            versions.iter().map(|(v, c)| (v.as_str(), c.events)),
         );
-        for (v, c) in &view.app_versions {
-            let _ = writeln!(
-                out,
-                "bitacora_stream_app_version_events_total{{app_version=\"{}\"}} {}",
-                label(v),
-                c.events
-            );
-        }
-        let _ = writeln!(
+        counters(
             out,
-            "# HELP bitacora_stream_app_version_errors_total Delivered errors (level ERROR/FATAL, type crash/error) by app version.\n# TYPE bitacora_stream_app_version_errors_total counter"
+            "bitacora_stream_app_version_errors_total",
+            "Delivered errors (level ERROR/FATAL, type crash/error) by app version",
+            "app_version",
+            versions.iter().map(|(v, c)| (v.as_str(), c.errors)),
         );
-        for (v, c) in &view.app_versions {
-            let _ = writeln!(
-                out,
-                "bitacora_stream_app_version_errors_total{{app_version=\"{}\"}} {}",
-                label(v),
-                c.errors
-            );
-        }
         let _ = writeln!(
             out,
             "# HELP bitacora_stream_alerts_notified_total Alert notifications sent.\n# TYPE bitacora_stream_alerts_notified_total counter\nbitacora_stream_alerts_notified_total {}",
@@ -459,6 +447,20 @@ impl Metrics {
         self.render_shards(&mut out);
         self.render_live(&mut out);
         out
+    }
+}
+
+/// A counter with one line per `(label value, count)`.
+fn counters<'a>(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label_name: &str,
+    items: impl Iterator<Item = (&'a str, u64)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}.\n# TYPE {name} counter");
+    for (value, n) in items {
+        let _ = writeln!(out, "{name}{{{label_name}=\"{}\"}} {n}", label(value));
     }
 }
 

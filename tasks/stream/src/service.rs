@@ -157,6 +157,40 @@ pub async fn run(
     })
 }
 
+/// The service running on the caller's runtime (the demo, the tests): [`Running::start`] returns
+/// once it serves, [`Running::stop`] stops it as SIGTERM does and returns its report.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    handle: tokio::task::JoinHandle<Result<Report>>,
+}
+
+impl Running {
+    pub async fn start(config: Config, stream: StreamConfig) -> Result<Running> {
+        let (stop, stopping) = watch::channel(false);
+        let (ready, bound) = tokio::sync::oneshot::channel();
+        let handle =
+            tokio::spawn(async move { run(&config, &stream, stopping, Some(ready)).await });
+        match bound.await {
+            Ok(addr) => Ok(Running { addr, stop, handle }),
+            // It stopped before serving: its error says why.
+            Err(_) => Err(match handle.await {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => crate::Error::Unavailable("the service stopped before serving".into()),
+                Err(e) => crate::Error::Unavailable(format!("the service's task: {e}")),
+            }),
+        }
+    }
+
+    /// Stops taking input, drains (within `stream.drain_secs`), returns the report.
+    pub async fn stop(self) -> Result<Report> {
+        let _ = self.stop.send(true);
+        self.handle
+            .await
+            .map_err(|e| crate::Error::Unavailable(format!("the service's task: {e}")))?
+    }
+}
+
 /// The Kinesis source of `[stream.source]` (builds with the `aws` feature).
 #[cfg(feature = "aws")]
 async fn kinesis_source(stream: &StreamConfig, instance: &str) -> Result<Arc<dyn StreamSource>> {

@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 use bitacora_stream::StreamConfig;
 use bitacora_stream::service::Report;
 pub use bitacora_stream::testing::*;
-use tokio::sync::watch;
 
 /// The service running in this process.
 pub struct Svc {
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    handle: tokio::task::JoinHandle<bitacora_stream::Result<Report>>,
+    running: bitacora_stream::service::Running,
 }
 
 impl Svc {
@@ -26,16 +24,17 @@ impl Svc {
         let text = format!("[stream]\nlisten = \"127.0.0.1:0\"\n{body}");
         let config = bitacora_core::Config::from_toml_str(&text).unwrap();
         let stream: StreamConfig = config.component().unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let (stop, rx) = watch::channel(false);
-        let (tx, ready) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            bitacora_stream::service::run(&config, &stream, rx, Some(tx)).await
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(20), ready)
-            .await
-            .expect("service did not start in 20 s")
-            .expect("service failed to start");
-        Svc { addr, stop, handle }
+        let running = tokio::time::timeout(
+            Duration::from_secs(20),
+            bitacora_stream::service::Running::start(config, stream),
+        )
+        .await
+        .expect("service did not start in 20 s")
+        .expect("service failed to start");
+        Svc {
+            addr: running.addr,
+            running,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -44,11 +43,9 @@ impl Svc {
 
     /// Stops it (as SIGTERM does) and returns its report.
     pub async fn stop(self) -> Report {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(60), self.handle)
+        tokio::time::timeout(Duration::from_secs(60), self.running.stop())
             .await
             .expect("service did not stop in 60 s")
-            .unwrap()
             .unwrap()
     }
 
