@@ -20,6 +20,10 @@ pub struct LambdaConfig {
     /// stream's or SQS queue's name, else `lambda`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_stream: Option<String>,
+    /// How long an invocation waits for the dedup store (errors, or copies another invocation
+    /// is delivering) before reporting its records failed: keep it well below the function's
+    /// timeout, so that the answer, not a timeout, reaches the event source.
+    pub dedup_wait_secs: u64,
 }
 
 impl Default for LambdaConfig {
@@ -27,6 +31,7 @@ impl Default for LambdaConfig {
         LambdaConfig {
             transform_max_response_bytes: FIREHOSE_RESPONSE_LIMIT,
             log_stream: None,
+            dedup_wait_secs: 10,
         }
     }
 }
@@ -41,6 +46,15 @@ impl Component for LambdaConfig {
                 format!(
                     "{} is outside 1024..=6000000 (Firehose takes at most 6 MB back)",
                     self.transform_max_response_bytes
+                ),
+            ));
+        }
+        if !(1..=900).contains(&self.dedup_wait_secs) {
+            return Err(bitacora_core::Error::config(
+                "lambda.dedup_wait_secs",
+                format!(
+                    "{} is outside 1..=900 (a Lambda function runs 15 minutes at most)",
+                    self.dedup_wait_secs
                 ),
             ));
         }
@@ -63,10 +77,6 @@ impl LambdaConfig {
     }
 }
 
-/// `data_dir` if it can be written (a local run), else the same folder under the temporary
-/// directory (a Lambda's code folder is read-only; `/tmp` is the writable one). What is written
-/// there lasts as long as the execution environment: configure the quarantine and dead letters
-/// as AWS sinks for anything that must be kept.
 /// What a Lambda handler needs of `[stream]` beyond the service's own checks: a PII key shipped
 /// with the function (a key made in an execution environment's `/tmp` differs from the next
 /// one's, and so would the hashes a partner receives).
@@ -86,6 +96,17 @@ pub fn check_stream(stream: &bitacora_stream::StreamConfig) -> bitacora_core::Re
             ));
         }
     }
+    if !stream.alerts.is_empty() {
+        tracing::warn!(
+            "[[stream.alerts]] are evaluated by bitacora-stream only: a Lambda handler sees one batch at a time, and ignores them"
+        );
+    }
+    if stream.dedup.kind != bitacora_stream::dedup::DedupKind::Redis {
+        tracing::warn!(
+            "stream.dedup.kind = {:?}: each execution environment dedups on its own (copies handled by another one pass); set kind = \"redis\" (ElastiCache)",
+            stream.dedup.kind_name()
+        );
+    }
     if stream.quarantine.is_none() {
         tracing::warn!(
             "no [stream.quarantine] sink: quarantined records are written to {} on the function's disk and lost with its execution environment; set one (an SQS queue, a Firehose stream)",
@@ -95,6 +116,10 @@ pub fn check_stream(stream: &bitacora_stream::StreamConfig) -> bitacora_core::Re
     Ok(())
 }
 
+/// `data_dir` if it can be written (a local run), else the same folder under the temporary
+/// directory (a Lambda's code folder is read-only; `/tmp` is the writable one). What is written
+/// there lasts as long as the execution environment: configure the quarantine and dead letters
+/// as AWS sinks for anything that must be kept.
 pub fn writable_data_dir(data_dir: &Path) -> PathBuf {
     if std::fs::create_dir_all(data_dir).is_ok() {
         return data_dir.to_path_buf();

@@ -82,9 +82,13 @@ impl Handlers {
                 config::check_stream(&stream)?;
                 // No dead letters by default: what a route cannot deliver is reported failed
                 // and the event source sends it again (or to its own on-failure destination).
-                let (pipeline, _workers) =
+                let (mut pipeline, _workers) =
                     Pipeline::build(&config, &stream, owner_token(), metrics.clone(), false)
                         .await?;
+                pipeline.alerts = None;
+                pipeline.dedup_patience = pipeline
+                    .dedup_patience
+                    .min(std::time::Duration::from_secs(lambda.dedup_wait_secs));
                 Some(Arc::new(pipeline))
             }
         };

@@ -173,11 +173,16 @@ impl AlertConfig {
             (kind, Some(t)) => {
                 let ok = match kind {
                     AlertKind::ErrorRate => (0.0..1.0).contains(&t),
+                    // Latencies are kept in buckets up to 10 s.
+                    AlertKind::LatencyP95 => (0.0..10_000.0).contains(&t),
                     _ => t.is_finite() && t >= 0.0,
                 };
                 if !ok {
                     let want = match kind {
                         AlertKind::ErrorRate => "a fraction from 0 up to 1 (0.05 = 5%)",
+                        AlertKind::LatencyP95 => {
+                            "milliseconds from 0 up to 10000 (latencies are measured up to 10 s)"
+                        }
                         _ => "a number of 0 or more",
                     };
                     return Err(Error::config(

@@ -47,6 +47,8 @@ struct Group {
     buckets: Vec<Bucket>,
     /// Whether an episode is on.
     firing: bool,
+    /// Whether the episode on was notified.
+    notified: bool,
     last_notified: Option<u64>,
     last_seen: Option<u64>,
 }
@@ -69,6 +71,8 @@ pub struct Transition {
     /// A new episode out of its cooldown: the rule's routes are notified.
     pub notify: bool,
     pub value: f64,
+    /// The window held too few events to say (`min_events`): `value` means nothing.
+    pub no_data: bool,
     pub threshold: f64,
     /// Events in the window.
     pub events: u64,
@@ -112,6 +116,10 @@ impl Transition {
         match self.firing {
             true => format!(
                 "{}: {value} over {w} s is above {threshold} ({} events)",
+                self.rule, self.events
+            ),
+            false if self.no_data => format!(
+                "{}: too few events{of} over {w} s to say ({}): ended",
                 self.rule, self.events
             ),
             false => format!(
@@ -175,6 +183,7 @@ impl Engine {
                 let g = groups.entry(label).or_insert_with(|| Group {
                     buckets: vec![Bucket::default(); slots],
                     firing: false,
+                    notified: false,
                     last_notified: None,
                     last_seen: None,
                 });
@@ -256,28 +265,44 @@ impl Engine {
                     AlertKind::Silence => value.is_some_and(|quiet| quiet >= c.window_secs as f64),
                     _ => value.is_some_and(|v| v > threshold),
                 };
-                if above == g.firing {
-                    continue;
-                }
-                g.firing = above;
-                let notify = above
-                    && g.last_notified
-                        .is_none_or(|t| now.saturating_sub(t) >= c.cooldown_secs);
+                let cooled = g
+                    .last_notified
+                    .is_none_or(|t| now.saturating_sub(t) >= c.cooldown_secs);
+                let (firing, notify) = match (g.firing, above) {
+                    // A new episode: notified unless the last notification is too recent.
+                    (false, true) => (true, cooled),
+                    // Back: resolved (never notified).
+                    (true, false) => (false, false),
+                    // Still on, begun within the cooldown and not notified: notified once the
+                    // cooldown is over (a long outage is not kept quiet by an earlier blip).
+                    (true, true) if !g.notified && cooled => (true, true),
+                    _ => continue,
+                };
+                g.firing = firing;
                 if notify {
                     g.last_notified = Some(now);
                 }
+                g.notified = firing && (notify || g.notified);
                 out.push(Transition {
                     rule: c.name.clone(),
                     kind: c.kind,
                     severity: c.severity,
                     group: label.clone(),
-                    firing: above,
+                    firing,
                     notify,
                     value: value.unwrap_or(0.0),
+                    no_data: value.is_none(),
                     threshold,
                     events,
                     window_secs: c.window_secs,
                     routes: c.notify.clone(),
+                });
+            }
+            // Groups gone quiet and not firing are dropped (new values get their place under
+            // MAX_LABELS); a silence rule keeps its groups: their quiet is what it watches.
+            if c.kind != AlertKind::Silence {
+                groups.retain(|_, g| {
+                    g.firing || g.last_seen.is_some_and(|s| s + c.window_secs > now)
                 });
             }
         }
@@ -302,19 +327,25 @@ impl Engine {
     }
 }
 
-/// The p95 of a latency histogram holding `n` values: its bucket's upper bound (past the last
-/// bound: the last bound).
+/// The p95 of a latency histogram holding `n` values, interpolated within its bucket (as
+/// Prometheus' `histogram_quantile`); past the last bound: the last bound.
 fn p95(counts: &[u64], n: u64) -> f64 {
-    let want = (n as f64 * 0.95).ceil() as u64;
-    let mut acc = 0;
+    let want = n as f64 * 0.95;
+    let (mut below, mut lower) = (0u64, 0.0);
     for (i, c) in counts.iter().enumerate() {
-        acc += c;
-        if acc >= want {
-            return LATENCY_MS
-                .get(i)
-                .copied()
-                .unwrap_or(LATENCY_MS[LATENCY_MS.len() - 1]);
+        let Some(&upper) = LATENCY_MS.get(i) else {
+            break;
+        };
+        if (below + c) as f64 >= want {
+            let f = if *c == 0 {
+                1.0
+            } else {
+                (want - below as f64) / *c as f64
+            };
+            return lower + (upper - lower) * f;
         }
+        below += c;
+        lower = upper;
     }
     LATENCY_MS[LATENCY_MS.len() - 1]
 }
@@ -357,6 +388,7 @@ pub fn alert_event(t: &Transition, now_ms: i64, log_group: &str) -> Event<'stati
 pub async fn run(pipeline: Weak<Pipeline>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let slots = Arc::new(tokio::sync::Semaphore::new(NOTIFYING));
     loop {
         tick.tick().await;
         let Some(p) = pipeline.upgrade() else { return };
@@ -367,7 +399,7 @@ pub async fn run(pipeline: Weak<Pipeline>) {
             match (t.firing, t.notify) {
                 (true, true) => tracing::warn!("alert {}: {summary}", t.severity.name()),
                 (true, false) => {
-                    tracing::info!("alert (cooling down, not notified): {summary}")
+                    tracing::info!("alert (cooling down, not notified yet): {summary}")
                 }
                 (false, _) => tracing::info!("alert resolved: {summary}"),
             }
@@ -384,7 +416,22 @@ pub async fn run(pipeline: Weak<Pipeline>) {
             });
             if t.notify {
                 p.metrics.alerts_notified.fetch_add(1, Relaxed);
-                tokio::spawn(notify(p.clone(), t, now_ms));
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let p = p.clone();
+                        tokio::spawn(async move {
+                            notify(p, t, now_ms).await;
+                            drop(slot);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::error!(
+                            "alert {}: {NOTIFYING} notifications are still being delivered: this one is dropped",
+                            t.rule
+                        );
+                        p.metrics.alert_notify_failures.fetch_add(1, Relaxed);
+                    }
+                }
             }
         }
         for (rule, n) in engine.firing() {
@@ -393,11 +440,16 @@ pub async fn run(pipeline: Weak<Pipeline>) {
     }
 }
 
+/// Notifications being delivered at once, at most; past it a notification is dropped and
+/// counted (a route that cannot keep up must not pile up tasks).
+const NOTIFYING: usize = 64;
+
 /// Delivers one notification to its routes; a route that cannot take it is logged and counted
-/// (the route's own retries and dead letters apply first).
+/// once (the route's own retries and dead letters apply first).
 async fn notify(p: Arc<Pipeline>, t: Transition, now_ms: i64) {
     let event = alert_event(&t, now_ms, p.normalizer.log_group());
     let ticket = Ticket::new();
+    let mut refused = false;
     for name in &t.routes {
         let Some(route) = p.routes.iter().find(|r| &r.name == name) else {
             continue;
@@ -408,10 +460,10 @@ async fn notify(p: Arc<Pipeline>, t: Transition, now_ms: i64) {
         };
         if let Err(e) = sent {
             tracing::error!("alert {}: route {name}: {e}", t.rule);
-            p.metrics.alert_notify_failures.fetch_add(1, Relaxed);
+            refused = true;
         }
     }
-    if !ticket.wait().await {
+    if !ticket.wait().await || refused {
         tracing::error!(
             "alert {}: a notify route did not take the alert ({})",
             t.rule,
@@ -498,6 +550,42 @@ mod tests {
         assert_eq!(begun.len(), 3, "{changes:?}");
         assert_eq!(ended.len(), 3, "{changes:?}");
         assert!(begun.iter().zip(&ended).all(|(b, e)| b < e));
+    }
+
+    #[test]
+    fn an_episode_begun_within_the_cooldown_is_notified_when_the_cooldown_ends() {
+        let engine = Engine::new(&[rule(
+            "name = \"errors\"\nkind = \"error_rate\"\nthreshold = 0.05\nwindow_secs = 5\ncooldown_secs = 30\nnotify = [\"oncall\"]\n",
+        )]);
+        // A blip at 0..3 s (notified), then a long outage from 15 s: quiet until the cooldown
+        // of the first notification ends, then notified once.
+        let (notified, changes) = drive(&engine, 0..120, |s| {
+            errors_per_second(if !(3..15).contains(&s) { 20 } else { 0 })
+        });
+        assert_eq!(notified.len(), 2, "{changes:?}");
+        assert_eq!(notified[1], notified[0] + 30, "{notified:?}");
+        assert!(
+            changes.iter().all(|c| c.0 < 10 || c.1),
+            "no resolve during the outage: {changes:?}"
+        );
+    }
+
+    #[test]
+    fn quiet_groups_make_room_for_new_ones() {
+        let engine = Engine::new(&[rule(
+            "name = \"errors\"\nkind = \"error_rate\"\ngroup_by = \"app_version\"\nthreshold = 0.5\nwindow_secs = 10\nmin_events = 1\nnotify = [\"oncall\"]\n",
+        )]);
+        let versions: Vec<_> = (0..MAX_LABELS)
+            .map(|i| event("tap", &format!("1.{i}"), "INFO", None))
+            .collect();
+        engine.observe(0, &versions);
+        engine.evaluate(0);
+        // Later the old versions are quiet (dropped at an evaluation): a new one is its own group.
+        assert!(engine.evaluate(15).is_empty());
+        engine.observe(20, &[event("tap", "2.0", "ERROR", None)]);
+        let fired = engine.evaluate(20);
+        assert_eq!(fired.len(), 1, "{fired:?}");
+        assert_eq!(fired[0].group, "app_version=2.0");
     }
 
     #[test]
