@@ -89,12 +89,12 @@ pub fn is_error(e: &Event<'_>) -> bool {
 }
 
 /// The map's entry for `label`, or [`OTHER`]'s once the map is full.
+/// Two lookups for a label already counted (the hot path), a third when it is new.
 fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, label: &str) -> &'m mut V {
-    let key = if map.contains_key(label) || map.len() < MAX_LABELS {
-        label
-    } else {
-        OTHER
-    };
+    if map.contains_key(label) {
+        return map.get_mut(label).expect("checked above");
+    }
+    let key = if map.len() < MAX_LABELS { label } else { OTHER };
     if !map.contains_key(key) {
         map.insert(key.to_string(), V::default());
     }

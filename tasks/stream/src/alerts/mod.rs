@@ -12,6 +12,7 @@
 pub mod config;
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -156,6 +157,7 @@ impl Engine {
     /// Counts delivered events at second `now`.
     pub fn observe<'e, 'a: 'e>(&self, now: u64, events: impl IntoIterator<Item = &'e Event<'a>>) {
         let events: Vec<&Event<'_>> = events.into_iter().collect();
+        let mut label = String::new();
         for rule in &self.rules {
             let c = &rule.config;
             let mut groups = rule
@@ -166,27 +168,31 @@ impl Engine {
                 if !matcher::matches(&c.matches, e) {
                     continue;
                 }
-                let label = match &c.group_by {
-                    None => String::new(),
-                    Some(f) => {
-                        let v = matcher::field(e, f);
-                        let v = v.as_deref().unwrap_or("(none)");
-                        let label = format!("{f}={v}");
-                        if groups.contains_key(&label) || groups.len() < MAX_LABELS {
-                            label
-                        } else {
-                            format!("{f}={OTHER}")
-                        }
+                // The group's label, written into one buffer per round: a String is made
+                // only for a new group.
+                label.clear();
+                if let Some(f) = &c.group_by {
+                    let v = matcher::field(e, f);
+                    let _ = write!(label, "{f}={}", v.as_deref().unwrap_or("(none)"));
+                    if !groups.contains_key(&label) && groups.len() >= MAX_LABELS {
+                        label.clear();
+                        let _ = write!(label, "{f}={OTHER}");
                     }
-                };
+                }
                 let slots = c.window_secs.div_ceil(rule.step) as usize;
-                let g = groups.entry(label).or_insert_with(|| Group {
-                    buckets: vec![Bucket::default(); slots],
-                    firing: false,
-                    notified: false,
-                    last_notified: None,
-                    last_seen: None,
-                });
+                if !groups.contains_key(&label) {
+                    groups.insert(
+                        label.clone(),
+                        Group {
+                            buckets: vec![Bucket::default(); slots],
+                            firing: false,
+                            notified: false,
+                            last_notified: None,
+                            last_seen: None,
+                        },
+                    );
+                }
+                let g = groups.get_mut(&label).expect("inserted above");
                 g.last_seen = Some(now);
                 let start = now - now % rule.step;
                 let b = &mut g.buckets[((now / rule.step) % slots as u64) as usize];
