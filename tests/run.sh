@@ -27,11 +27,12 @@ cargo clippy --workspace --all-targets --quiet "${features[@]}" -- -D warnings
 step "release binaries (with the AWS backends)"
 cargo build --release --workspace --bins --quiet "${features[@]}"
 
-step "npm tools: kinesis-local (the Kinesis source's resharding tests), playwright-core (the dashboard's browser test)"
+step "npm tools: kinesis-local (the Kinesis source's resharding tests), playwright-core (the dashboard's browser test), dt-sql-parser (Trino's grammar, for the Athena forms of the named queries)"
 node_dir=${BITACORA_NODE_DIR:-$HOME/.cache/bitacora/node}
-if [ ! -f "$node_dir/node_modules/kinesis-local/main.js" ] || [ ! -f "$node_dir/node_modules/playwright-core/package.json" ]; then
+if [ ! -f "$node_dir/node_modules/kinesis-local/main.js" ] || [ ! -f "$node_dir/node_modules/playwright-core/package.json" ] \
+  || [ ! -f "$node_dir/node_modules/dt-sql-parser/package.json" ]; then
   mkdir -p "$node_dir"
-  npm install --prefix "$node_dir" --no-audit --no-fund --silent kinesis-local@0.6.2 playwright-core@1.65.1
+  npm install --prefix "$node_dir" --no-audit --no-fund --silent kinesis-local@0.6.2 playwright-core@1.65.1 dt-sql-parser@4.5.1
 fi
 export BITACORA_KINESIS_LOCAL="$node_dir/node_modules/kinesis-local"
 export BITACORA_NODE_DIR="$node_dir"

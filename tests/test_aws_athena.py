@@ -112,3 +112,16 @@ def test_athena_results_are_read_page_by_page(aws, tmp_path):
         proxy.close()
     assert len(pages) == 4, pages
     assert [r["events"] for r in out] == [d * 10 for d in range(1, 8)]
+
+
+def test_named_queries_send_their_athena_form(aws, tmp_path):
+    """With query.engine = "athena", a named query sends Athena its Trino form (no percentile_cont,
+    which Athena does not have) for the day asked."""
+    seed(aws["env"]["AWS_ENDPOINT_URL"], ROWS)
+    run("bitacora-query", "--config", str(config(tmp_path)), "--format", "json",
+        "--named", "p95_latency_by_platform", "--date", "2026-11-02")
+    athena = aws["client"]("athena")
+    (qid,) = athena.list_query_executions()["QueryExecutionIds"]
+    sent = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]["Query"]
+    assert "approx_percentile(latency_ms, 0.95)" in sent and "percentile_cont" not in sent
+    assert "dt = '2026-11-02'" in sent

@@ -121,6 +121,18 @@ impl Lake {
         }
     }
 
+    /// A lake over any store, as a cloud lake (conditional writes, leases as objects): for
+    /// tests that inject faults into the store.
+    #[cfg(test)]
+    pub(crate) fn over_store(store: Arc<dyn ObjectStore>, root: &str) -> Lake {
+        Lake {
+            bucket: Some(store.clone()),
+            store,
+            root: Url::parse(root).expect("a test lake root is a URL"),
+            multipart_bytes: usize::MAX,
+        }
+    }
+
     /// The root URL, ending with `/`.
     pub fn root(&self) -> &Url {
         &self.root

@@ -66,6 +66,14 @@ impl Holder {
         )
     }
 
+    /// Whether two records are of the same run (each run writes only records of its own).
+    fn same_run(&self, other: &Holder) -> bool {
+        self.run_id == other.run_id
+            && self.pid == other.pid
+            && self.host == other.host
+            && self.acquired_at == other.acquired_at
+    }
+
     fn live_at(&self, now_ms: i64) -> bool {
         self.expires_at_ms > now_ms
     }
@@ -236,11 +244,7 @@ impl Drop for Lease {
                 let mut st = c.state.lock().unwrap_or_else(PoisonError::into_inner);
                 if st.lost.is_none() {
                     st.holder.expires_at_ms = 0;
-                    if let Ok(body) = serde_json::to_vec(&st.holder) {
-                        let _ = c
-                            .lake
-                            .put_if_version(&c.path, body, Some(st.version.clone()));
-                    }
+                    let _ = write_own(&c.lake, &c.path, &st.holder, Some(st.version.clone()));
                 }
             }
         }
@@ -299,19 +303,17 @@ fn acquire_local(path: PathBuf, holder: Holder) -> Result<Inner> {
 }
 
 fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -> Result<Cloud> {
-    // The body of an attempt, with an expiry counted from now (attempts may take a while).
-    let body = |holder: &mut Holder| {
+    // Absent at first (a create); taken already, it is free only if released or expired, and is
+    // then taken over at the version read. Each attempt counts its expiry from now.
+    let mut expected = None;
+    let mut version = None;
+    for _ in 0..4 {
         holder.expires_at_ms = now_ms() + ttl.as_millis() as i64;
-        serde_json::to_vec(&*holder).map_err(|e| Error::external("encode lease", e))
-    };
-    let mut version = lake.put_if_version(&path, body(&mut holder)?, None)?;
-    // Taken already: free only if released or expired; then take it over at its version.
-    for _ in 0..3 {
+        version = write_own(lake, &path, &holder, expected.take())?;
         if version.is_some() {
             break;
         }
         let Some((bytes, current)) = lake.get_versioned(&path)? else {
-            version = lake.put_if_version(&path, body(&mut holder)?, None)?;
             continue;
         };
         let other: Option<Holder> = serde_json::from_slice(&bytes).ok();
@@ -333,7 +335,7 @@ fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -
                 o.describe()
             );
         }
-        version = lake.put_if_version(&path, body(&mut holder)?, Some(current))?;
+        expected = Some(current);
     }
     let Some(version) = version else {
         return Err(busy(&holder.step, holder.date, None, None));
@@ -371,6 +373,41 @@ fn acquire_cloud(lake: &Lake, path: String, mut holder: Holder, ttl: Duration) -
     })
 }
 
+/// Writes this run's lease record `next` if the object is still as `expected` (absent, or at a
+/// version). A refused or failed write may hide one of this run's own writes whose reply was lost
+/// (the client retried a request that had landed, or the error reached us and the next attempt
+/// used the old version): when the stored record is this run's, it is adopted — as is if it is
+/// `next` itself, or overwritten at its version if it is an earlier record of this run still live
+/// (one that expired is never brought back: others may already treat it as free).
+fn write_own(
+    lake: &Lake,
+    path: &str,
+    next: &Holder,
+    expected: Option<UpdateVersion>,
+) -> Result<Option<UpdateVersion>> {
+    let body = serde_json::to_vec(next).map_err(|e| Error::external("encode lease", e))?;
+    let outcome = match lake.put_if_version(path, body.clone(), expected) {
+        Ok(Some(v)) => return Ok(Some(v)),
+        other => other,
+    };
+    let Ok(Some((bytes, version))) = lake.get_versioned(path) else {
+        return outcome;
+    };
+    let Ok(stored) = serde_json::from_slice::<Holder>(&bytes) else {
+        return outcome;
+    };
+    if !stored.same_run(next) {
+        return outcome;
+    }
+    if stored == *next {
+        return Ok(Some(version));
+    }
+    if stored.live_at(now_ms()) {
+        return lake.put_if_version(path, body, Some(version));
+    }
+    outcome
+}
+
 /// Rewrites a cloud lease with a new expiry, only if nobody changed it since we last wrote it.
 fn renew(lake: &Lake, path: &str, ttl: Duration, st: &mut CloudState) -> Result<()> {
     if st.lost.is_some() {
@@ -384,8 +421,7 @@ fn renew(lake: &Lake, path: &str, ttl: Duration, st: &mut CloudState) -> Result<
     }
     let mut next = st.holder.clone();
     next.expires_at_ms = now_ms() + ttl.as_millis() as i64;
-    let body = serde_json::to_vec(&next).map_err(|e| Error::external("encode lease", e))?;
-    match lake.put_if_version(path, body, Some(st.version.clone()))? {
+    match write_own(lake, path, &next, Some(st.version.clone()))? {
         Some(v) => {
             st.version = v;
             st.holder = next;
@@ -511,5 +547,280 @@ mod tests {
         drop(c);
         assert!(live_reads(&lake, day()).unwrap().is_empty());
         assert!(live_reads(&lake, day().succ()).unwrap().is_empty());
+    }
+
+    /// A store that injects the faults of a network between a run and its bucket into the puts
+    /// of one object: a put that fails before reaching the store, or one that lands but whose
+    /// reply is lost — surfaced as an error, or retried by the client (which then sees its own
+    /// write as a conflict).
+    mod faulty {
+        use std::sync::Mutex;
+
+        use async_trait::async_trait;
+        use futures::stream::BoxStream;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        use object_store::{
+            CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+            ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+        };
+
+        #[derive(Debug, Clone, Copy, PartialEq)]
+        pub enum Fault {
+            /// No fault for this put.
+            Pass,
+            /// The put never reaches the store.
+            Fail,
+            /// The put lands; its reply is lost and the caller gets an error.
+            LoseReply,
+            /// The put lands; its reply is lost and the client sends it again.
+            LoseReplyAndRetry,
+        }
+
+        #[derive(Debug, Default)]
+        pub struct Faulty {
+            pub inner: InMemory,
+            /// Faults for the next puts, in order.
+            pub faults: Mutex<Vec<Fault>>,
+            pub puts: Mutex<usize>,
+        }
+
+        impl Faulty {
+            pub fn inject(&self, faults: &[Fault]) {
+                let mut f = self.faults.lock().unwrap();
+                f.clear();
+                f.extend(faults.iter().rev());
+            }
+
+            pub fn puts(&self) -> usize {
+                *self.puts.lock().unwrap()
+            }
+        }
+
+        impl std::fmt::Display for Faulty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "Faulty({})", self.inner)
+            }
+        }
+
+        fn lost() -> object_store::Error {
+            object_store::Error::Generic {
+                store: "faulty",
+                source: "connection reset by peer".into(),
+            }
+        }
+
+        #[async_trait]
+        impl ObjectStore for Faulty {
+            async fn put_opts(
+                &self,
+                location: &Path,
+                payload: PutPayload,
+                opts: PutOptions,
+            ) -> Result<PutResult> {
+                *self.puts.lock().unwrap() += 1;
+                let fault = self.faults.lock().unwrap().pop();
+                match fault {
+                    None | Some(Fault::Pass) => self.inner.put_opts(location, payload, opts).await,
+                    Some(Fault::Fail) => Err(lost()),
+                    Some(Fault::LoseReply) => {
+                        self.inner.put_opts(location, payload, opts).await?;
+                        Err(lost())
+                    }
+                    Some(Fault::LoseReplyAndRetry) => {
+                        self.inner
+                            .put_opts(location, payload.clone(), opts.clone())
+                            .await?;
+                        self.inner.put_opts(location, payload, opts).await
+                    }
+                }
+            }
+
+            async fn put_multipart_opts(
+                &self,
+                location: &Path,
+                opts: PutMultipartOptions,
+            ) -> Result<Box<dyn MultipartUpload>> {
+                self.inner.put_multipart_opts(location, opts).await
+            }
+
+            async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+                self.inner.get_opts(location, options).await
+            }
+
+            fn delete_stream(
+                &self,
+                locations: BoxStream<'static, Result<Path>>,
+            ) -> BoxStream<'static, Result<Path>> {
+                self.inner.delete_stream(locations)
+            }
+
+            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+                self.inner.list(prefix)
+            }
+
+            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+                self.inner.list_with_delimiter(prefix).await
+            }
+
+            async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+                self.inner.copy_opts(from, to, options).await
+            }
+        }
+    }
+
+    use faulty::{Fault, Faulty};
+
+    fn cloud_lake() -> (Lake, Arc<Faulty>) {
+        let store = Arc::new(Faulty::default());
+        (Lake::over_store(store.clone(), "s3://lake/l/"), store)
+    }
+
+    fn stored(lake: &Lake, step: &str) -> Holder {
+        let bytes = lake.get(&layout::lease(step, day())).unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Waits (bounded) until `cond` holds; false if it never did.
+    fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+        let end = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < end {
+            if cond() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        cond()
+    }
+
+    #[test]
+    fn a_cloud_lease_is_renewed_by_its_heartbeat_for_as_long_as_the_run_lasts() {
+        let (lake, store) = cloud_lake();
+        let ttl = Duration::from_millis(600);
+        let lease = Lease::acquire(&lake, "transform", day(), "long", ttl).unwrap();
+        let first = stored(&lake, "transform").expires_at_ms;
+        // Three lease times: without renewals it would have expired twice over.
+        std::thread::sleep(ttl * 3);
+        lease.check().unwrap();
+        let now = stored(&lake, "transform");
+        assert_eq!(now.run_id, "long");
+        assert!(
+            now.expires_at_ms > first + ttl.as_millis() as i64,
+            "{now:?}"
+        );
+        assert!(now.live_at(now_ms()));
+        assert!(store.puts() > 3, "renewed every third of the lease time");
+        let e = Lease::acquire(&lake, "transform", day(), "other", ttl).unwrap_err();
+        assert!(e.to_string().contains("run long"), "{e}");
+        drop(lease);
+        assert_eq!(stored(&lake, "transform").expires_at_ms, 0, "released");
+        Lease::acquire(&lake, "transform", day(), "other", ttl).unwrap();
+    }
+
+    #[test]
+    fn a_cloud_lease_that_expired_is_never_revived_and_its_run_publishes_nothing() {
+        let (lake, store) = cloud_lake();
+        let ttl = Duration::from_millis(600);
+        let mut lease = Lease::acquire(&lake, "transform", day(), "stalled", ttl).unwrap();
+        // Every renewal fails (the bucket is unreachable) until the lease has expired.
+        store.inject(&[Fault::Fail; 64]);
+        let expiry = stored(&lake, "transform").expires_at_ms;
+        assert!(eventually(ttl * 5, || now_ms() > expiry + 200));
+        store.inject(&[]);
+        // The heartbeat's next round finds it expired: lost, not renewed.
+        let e = eventually(ttl * 3, || lease.check().is_err());
+        assert!(e, "an expired lease must not pass the check");
+        let msg = lease.check().unwrap_err().to_string();
+        assert!(msg.contains("run stalled"), "{msg}");
+        assert!(lease.record_read("extract", "e1").is_err());
+        let held = stored(&lake, "transform");
+        assert_eq!(held.expires_at_ms, expiry, "never written again");
+        assert!(held.reads.is_empty(), "its read was not recorded");
+        // Another run takes it over; the stalled run's release leaves the new holder alone.
+        let next = Lease::acquire(&lake, "transform", day(), "next", ttl).unwrap();
+        drop(lease);
+        let held = stored(&lake, "transform");
+        assert_eq!(held.run_id, "next");
+        assert!(held.live_at(now_ms()));
+        drop(next);
+    }
+
+    #[test]
+    fn a_lost_reply_to_a_lease_write_is_recognised_as_the_runs_own_write() {
+        let ttl = Duration::from_secs(60);
+        for fault in [Fault::LoseReply, Fault::LoseReplyAndRetry] {
+            // Taking a free lease.
+            let (lake, store) = cloud_lake();
+            store.inject(&[fault]);
+            let mut lease = Lease::acquire(&lake, "transform", day(), "mine", ttl)
+                .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+            assert_eq!(stored(&lake, "transform").run_id, "mine");
+            // Recording a read (a renewal).
+            store.inject(&[fault]);
+            lease
+                .record_read("extract", "e1")
+                .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+            lease.check().unwrap();
+            assert_eq!(stored(&lake, "transform").reads["extract"], "e1");
+            assert!(Lease::acquire(&lake, "transform", day(), "other", ttl).is_err());
+            // Releasing.
+            store.inject(&[fault]);
+            drop(lease);
+            assert_eq!(stored(&lake, "transform").expires_at_ms, 0, "{fault:?}");
+
+            // Taking over a released lease (its create is refused, the takeover's reply lost).
+            store.inject(&[Fault::Pass, fault]);
+            let lease = Lease::acquire(&lake, "transform", day(), "again", ttl)
+                .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
+            assert_eq!(stored(&lake, "transform").run_id, "again");
+            drop(lease);
+        }
+        // A write that failed outright is not mistaken for one that landed.
+        let (lake, store) = cloud_lake();
+        store.inject(&[Fault::Fail]);
+        let e = Lease::acquire(&lake, "transform", day(), "mine", ttl).unwrap_err();
+        assert!(e.to_string().contains("connection reset"), "{e}");
+        assert!(
+            lake.get_opt(&layout::lease("transform", day()))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn of_two_runs_taking_over_an_expired_cloud_lease_one_wins() {
+        let (lake, _store) = cloud_lake();
+        let ttl = Duration::from_secs(60);
+        let dead = Holder {
+            step: "transform".into(),
+            date: day(),
+            run_id: "killed".into(),
+            host: "worker-7".into(),
+            pid: 4242,
+            acquired_at: "2026-11-20T00:00:00.000Z".into(),
+            expires_at_ms: now_ms() - 1,
+            reads: BTreeMap::from([("extract".to_string(), "e0".to_string())]),
+        };
+        let path = layout::lease("transform", day());
+        lake.put(&path, serde_json::to_vec(&dead).unwrap()).unwrap();
+        assert!(
+            live_reads(&lake, day()).unwrap().is_empty(),
+            "expired: reads nothing"
+        );
+        let runs: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|i| {
+                    let lake = &lake;
+                    s.spawn(move || Lease::acquire(lake, "transform", day(), &format!("r{i}"), ttl))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won: Vec<_> = runs.iter().filter(|r| r.is_ok()).collect();
+        assert_eq!(won.len(), 1, "{runs:?}");
+        for r in runs.iter().filter_map(|r| r.as_ref().err()) {
+            assert_eq!(r.exit_code(), 1, "{r}");
+        }
+        assert_ne!(stored(&lake, "transform").run_id, "killed");
     }
 }

@@ -14,6 +14,7 @@ const TOOL: &str = "bitacora-query";
 ///   bitacora-query "SELECT event_type, count(*) FROM events WHERE dt = '2026-11-01' GROUP BY 1"
 ///   bitacora-query --named daily_active_users --format csv
 ///   bitacora-query --list
+///   bitacora-query --show p95_latency_by_platform --date 2026-11-01
 #[derive(Parser)]
 #[command(name = TOOL, version, about, verbatim_doc_comment)]
 struct Args {
@@ -23,13 +24,16 @@ struct Args {
     #[arg(long, value_enum, default_value = "table")]
     format: Format,
     /// Read the SQL from a file.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["sql", "named"])]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["sql", "named", "show"])]
     file: Option<PathBuf>,
     /// Run a named stakeholder query (see --list).
-    #[arg(long, value_name = "NAME", conflicts_with = "sql")]
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["sql", "show"])]
     named: Option<String>,
+    /// Print the SQL of a named query for the configured engine (query.engine), without running it.
+    #[arg(long, value_name = "NAME", conflicts_with = "sql")]
+    show: Option<String>,
     /// The day for a named query (default: every day; week_over_week: the latest day).
-    #[arg(long, value_parser = cli::parse_day, requires = "named")]
+    #[arg(long, value_parser = cli::parse_day)]
     date: Option<Day>,
     /// List the named queries.
     #[arg(long)]
@@ -52,7 +56,22 @@ fn run(args: &Args) -> Result<String> {
                 .collect(),
         });
     }
+    if args.date.is_some() && args.named.is_none() && args.show.is_none() {
+        return Err(Error::Usage(
+            "--date goes with --named NAME or --show NAME".into(),
+        ));
+    }
     let config = args.common.load_config()?;
+    if let Some(name) = &args.show {
+        let sql = bitacora_query::named_sql(&config, name, args.date)?;
+        return Ok(match args.format {
+            Format::Json => format!(
+                "{}\n",
+                serde_json::json!({"name": name, "engine": config.query.engine, "sql": sql})
+            ),
+            _ => format!("{sql}\n"),
+        });
+    }
     let output = if let Some(name) = &args.named {
         bitacora_query::named(&config, name, args.date)?
     } else {
@@ -63,7 +82,7 @@ fn run(args: &Args) -> Result<String> {
             }
             (None, None) => {
                 return Err(Error::Usage(
-                    "give a SQL statement, --file PATH, --named NAME or --list".into(),
+                    "give a SQL statement, --file PATH, --named NAME, --show NAME or --list".into(),
                 ));
             }
         };

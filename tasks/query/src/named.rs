@@ -1,5 +1,11 @@
 //! The stakeholders' questions, shipped as named queries (`bitacora-query --named NAME --date D`).
 
+//!
+//! Each query is written once in DataFusion's SQL, with a second form for Athena (Trino) where the
+//! dialects differ; the Athena forms are checked against Trino's grammar by the tests
+//! (`tests/test_named_sql.py`).
+
+use bitacora_core::config::QueryEngineKind;
 use bitacora_core::{Day, Error, Result};
 use serde::Serialize;
 
@@ -12,6 +18,9 @@ pub struct NamedQuery {
     pub audience: &'static str,
     #[serde(skip)]
     template: &'static str,
+    /// The Athena (Trino) form, where it differs from DataFusion's.
+    #[serde(skip)]
+    athena: Option<&'static str>,
 }
 
 /// An error is an event logged at ERROR level or an API call answered with a 5xx.
@@ -24,6 +33,7 @@ pub const NAMED: &[NamedQuery] = &[
         audience: "product, growth",
         template: "SELECT dt, event_type, count(*) AS events FROM events WHERE {days} \
                    GROUP BY dt, event_type ORDER BY dt, events DESC, event_type",
+        athena: None,
     },
     NamedQuery {
         name: "daily_active_users",
@@ -32,6 +42,7 @@ pub const NAMED: &[NamedQuery] = &[
         template: "SELECT dt, count(DISTINCT user_id) AS active_users, count(*) AS events, \
                    count(DISTINCT session_id) AS sessions FROM events WHERE {days} AND user_id IS NOT NULL \
                    GROUP BY dt ORDER BY dt",
+        athena: None,
     },
     NamedQuery {
         name: "error_rate_by_version",
@@ -42,6 +53,7 @@ pub const NAMED: &[NamedQuery] = &[
                    round(100.0 * sum(CASE WHEN {is_error} THEN 1 ELSE 0 END) / count(*), 2) AS error_rate_pct \
                    FROM events WHERE {days} AND app_version IS NOT NULL \
                    GROUP BY app_version ORDER BY error_rate_pct DESC, app_version",
+        athena: None,
     },
     NamedQuery {
         name: "p95_latency_by_platform",
@@ -52,6 +64,15 @@ pub const NAMED: &[NamedQuery] = &[
                    percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_ms \
                    FROM events WHERE {days} AND event_type = 'api_call' AND latency_ms IS NOT NULL \
                    GROUP BY platform ORDER BY platform",
+        // Trino has no percentile_cont: its approx_percentile (a t-digest, within about 1 % of
+        // the rank) stands in.
+        athena: Some(
+            "SELECT platform, count(*) AS api_calls, \
+             approx_percentile(latency_ms, 0.5) AS p50_ms, \
+             approx_percentile(latency_ms, 0.95) AS p95_ms \
+             FROM events WHERE {days} AND event_type = 'api_call' AND latency_ms IS NOT NULL \
+             GROUP BY platform ORDER BY platform",
+        ),
     },
     NamedQuery {
         name: "top_error_codes",
@@ -60,6 +81,7 @@ pub const NAMED: &[NamedQuery] = &[
         template: "SELECT error_code, count(*) AS occurrences, count(DISTINCT user_id) AS users_affected \
                    FROM events WHERE {days} AND error_code IS NOT NULL \
                    GROUP BY error_code ORDER BY occurrences DESC, error_code LIMIT 10",
+        athena: None,
     },
     NamedQuery {
         name: "week_over_week",
@@ -76,6 +98,7 @@ pub const NAMED: &[NamedQuery] = &[
                    UNION ALL SELECT 4, 'purchases', sum(CASE WHEN dt > '{w1}' AND event_type = 'purchase' THEN 1 ELSE 0 END), \
                           sum(CASE WHEN dt <= '{w1}' AND event_type = 'purchase' THEN 1 ELSE 0 END) FROM events WHERE {window} \
                    ) ORDER BY k",
+        athena: None,
     },
 ];
 
@@ -95,9 +118,18 @@ impl NamedQuery {
         self.template.contains("{window}")
     }
 
-    /// The SQL for a day (or for every day when `date` is `None`). `latest` is the latest day in
-    /// the catalog, used by queries that need a reference day.
-    pub fn sql(&self, date: Option<Day>, latest: Option<Day>) -> String {
+    /// The SQL for an engine, for a day (or for every day when `date` is `None`). `latest` is the
+    /// latest day in the catalog, used by queries that need a reference day.
+    pub fn sql_for(
+        &self,
+        engine: QueryEngineKind,
+        date: Option<Day>,
+        latest: Option<Day>,
+    ) -> String {
+        let template = match engine {
+            QueryEngineKind::Datafusion => self.template,
+            QueryEngineKind::Athena => self.athena.unwrap_or(self.template),
+        };
         let days = match date {
             Some(d) => format!("dt = '{d}'"),
             None => "TRUE".into(),
@@ -105,10 +137,20 @@ impl NamedQuery {
         let reference = date.or(latest).unwrap_or_else(Day::today);
         let w1 = reference.add_days(-7);
         let w2 = reference.add_days(-14);
-        self.template
+        template
             .replace("{days}", &days)
             .replace("{is_error}", IS_ERROR)
             .replace("{window}", &format!("dt > '{w2}' AND dt <= '{reference}'"))
             .replace("{w1}", &w1.to_string())
+    }
+
+    /// The DataFusion form (the embedded engine's).
+    pub fn sql(&self, date: Option<Day>, latest: Option<Day>) -> String {
+        self.sql_for(QueryEngineKind::Datafusion, date, latest)
+    }
+
+    /// Whether the Athena form differs from DataFusion's.
+    pub fn has_athena_form(&self) -> bool {
+        self.athena.is_some()
     }
 }
