@@ -9,6 +9,12 @@ compared (row counts and first row) before any timing. Process start-up is measu
 
   query.py --bin-dir target/release --events 2000000              # one 2M-event day
   query.py --bin-dir target/release --events 200000 --days 30     # a month: planning and a full scan
+  query.py --bin-dir target/release --events 10000000 --python    # + the Python module: a whole day
+                                                                  #   into a pyarrow.Table
+
+`--python` needs the `bitacora` wheel in the running interpreter (tests/run.sh's venv has it). It times,
+in one process each, `bitacora.query("SELECT * FROM events WHERE dt = D")` and DuckDB's
+`.arrow()` of the same statement over the same files (import and connection outside the timing).
 """
 
 from __future__ import annotations
@@ -110,6 +116,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=2_000_000, help="events per day")
     ap.add_argument("--days", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=int(os.environ.get("BITACORA_BENCH_REPEAT", "3")))
+    ap.add_argument("--python", action="store_true", help="also time the Python module into pyarrow")
     args = ap.parse_args()
     base = Path(os.environ.get("BITACORA_BENCH_DIR", "/tmp/bitacora-bench"))
     work = base / f"query-{args.events}x{args.days}"
@@ -167,6 +174,53 @@ def main() -> None:
         print(f"| {name} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
     ta, tb = sum(v[0] for v in best.values()), sum(v[1] for v in best.values())
     print(f"| **total** | {ta:.3f} | {tb:.3f} | **{ta / tb:.2f}** |")
+    n = len(plan)
+    net_a, net_b = ta - n * startup["bitacora"], tb - n * startup["duckdb"]
+    print(f"without process start-up: {net_a:.3f} s against {net_b:.3f} s, ratio {net_a / net_b:.2f}")
+    if args.python:
+        python_module(cfg, files, last, args.repeat, env)
+
+
+PY_OURS = r"""
+import json, sys, time
+import bitacora
+cfg, sql = sys.argv[1], sys.argv[2]
+bitacora.query("SELECT 1", cfg)
+t = time.perf_counter()
+table = bitacora.query(sql, cfg)
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": table.num_rows, "bytes": table.nbytes}))
+"""
+
+PY_DUCK = r"""
+import duckdb, json, sys, time
+files, sql = json.loads(sys.argv[1]), sys.argv[2]
+con = duckdb.connect()
+listed = ", ".join("'%s'" % f.replace("'", "''") for f in files)
+con.execute("CREATE VIEW events AS SELECT * EXCLUDE (run) FROM read_parquet([%s], hive_partitioning = true, "
+            "hive_types = {'dt': VARCHAR, 'run': VARCHAR})" % listed)
+t = time.perf_counter()
+table = con.execute(sql).arrow()
+table = table.read_all() if hasattr(table, "read_all") else table
+print(json.dumps({"seconds": time.perf_counter() - t, "rows": table.num_rows, "bytes": table.nbytes}))
+"""
+
+
+def python_module(cfg: Path, files: list[str], day: str, repeat: int, env: dict) -> None:
+    """A whole day into a pyarrow.Table: the Python module against DuckDB's .arrow()."""
+    sql = f"SELECT * FROM events WHERE dt = '{day}'"
+    best = {"bitacora": float("inf"), "duckdb": float("inf")}
+    rows = {}
+    for _ in range(repeat):
+        for name, cmd in [("bitacora", [sys.executable, "-c", PY_OURS, str(cfg), sql]),
+                          ("duckdb", [sys.executable, "-c", PY_DUCK, json.dumps(files), sql])]:
+            r = json.loads(timed(cmd, env)[1])
+            best[name] = min(best[name], r["seconds"])
+            rows[name] = (r["rows"], r["bytes"])
+    assert rows["bitacora"][0] == rows["duckdb"][0], rows
+    print(f"\nPython, one day into a pyarrow.Table ({rows['bitacora'][0]:,} rows; "
+          f"{rows['bitacora'][1] / 2**20:.0f} MiB ours, {rows['duckdb'][1] / 2**20:.0f} MiB DuckDB's), best of {repeat}, in-process:")
+    print(f"  bitacora.query {best['bitacora']:.3f} s   duckdb .arrow() {best['duckdb']:.3f} s   "
+          f"ratio {best['bitacora'] / best['duckdb']:.2f}")
 
 
 if __name__ == "__main__":
