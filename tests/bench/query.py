@@ -59,6 +59,7 @@ DUCK = r"""
 import duckdb, json, sys
 files, sql = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 con.execute("SET threads = %d" % int(sys.argv[3]))
 if files:
     listed = ", ".join("'%s'" % f.replace("'", "''") for f in files)
@@ -195,11 +196,12 @@ PY_DUCK = r"""
 import duckdb, json, sys, time
 files, sql = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
+con.execute("SET enable_progress_bar = false")
 listed = ", ".join("'%s'" % f.replace("'", "''") for f in files)
 con.execute("CREATE VIEW events AS SELECT * EXCLUDE (run) FROM read_parquet([%s], hive_partitioning = true, "
             "hive_types = {'dt': VARCHAR, 'run': VARCHAR})" % listed)
 t = time.perf_counter()
-table = con.execute(sql).arrow()
+table = con.sql(sql).arrow()
 table = table.read_all() if hasattr(table, "read_all") else table
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": table.num_rows, "bytes": table.nbytes}))
 """
