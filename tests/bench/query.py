@@ -46,25 +46,23 @@ QUERIES = {
     "one_event_type": "SELECT count(*) AS purchases, count(DISTINCT user_id) AS buyers FROM events "
                       "WHERE dt = '{day}' AND event_type = 'purchase'",
 }
-# The DataFusion forms of the named queries, for DuckDB (they run on both as written).
-NAMED_SQL = {
-    "daily_active_users": "SELECT dt, count(DISTINCT user_id) AS active_users, count(*) AS events, count(DISTINCT session_id) AS sessions FROM events WHERE {days} AND user_id IS NOT NULL GROUP BY dt ORDER BY dt",
-    "events_per_type": "SELECT dt, event_type, count(*) AS events FROM events WHERE {days} GROUP BY dt, event_type ORDER BY dt, events DESC, event_type",
-    "error_rate_by_version": "SELECT app_version, count(*) AS events, sum(CASE WHEN (level = 'ERROR' OR status_code >= 500) THEN 1 ELSE 0 END) AS errors, round(100.0 * sum(CASE WHEN (level = 'ERROR' OR status_code >= 500) THEN 1 ELSE 0 END) / count(*), 2) AS error_rate_pct FROM events WHERE {days} AND app_version IS NOT NULL GROUP BY app_version ORDER BY error_rate_pct DESC, app_version",
-    "top_error_codes": "SELECT error_code, count(*) AS occurrences, count(DISTINCT user_id) AS users_affected FROM events WHERE {days} AND error_code IS NOT NULL GROUP BY error_code ORDER BY occurrences DESC, error_code LIMIT 10",
-    "p95_latency_by_platform": "SELECT platform, count(*) AS api_calls, percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS p50_ms, percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms) AS p95_ms FROM events WHERE {days} AND event_type = 'api_call' AND latency_ms IS NOT NULL GROUP BY platform ORDER BY platform",
-}
-
-DUCK = r"""
-import duckdb, json, sys
-files, sql = json.loads(sys.argv[1]), sys.argv[2]
-con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-con.execute("SET threads = %d" % int(sys.argv[3]))
-if files:
+# DuckDB's table `events` over the given files (`dt` and `run` from the paths), shared by both of
+# its scripts below.
+DUCK_VIEW = r"""
+def events_view(con, files):
+    con.execute("SET enable_progress_bar = false")
     listed = ", ".join("'%s'" % f.replace("'", "''") for f in files)
     con.execute("CREATE VIEW events AS SELECT * EXCLUDE (run) FROM read_parquet([%s], hive_partitioning = true, "
                 "hive_types = {'dt': VARCHAR, 'run': VARCHAR})" % listed)
+"""
+
+DUCK = DUCK_VIEW + r"""
+import duckdb, json, sys
+files, sql = json.loads(sys.argv[1]), sys.argv[2]
+con = duckdb.connect()
+con.execute("SET threads = %d" % int(sys.argv[3]))
+if files:
+    events_view(con, files)
 rows = con.execute(sql).fetchall()
 print(json.dumps({"rows": len(rows), "first": [str(v) for v in rows[0]] if rows else None}))
 """
@@ -124,16 +122,19 @@ def main() -> None:
     cfg, dates = build_lake(args.bin_dir, work, args.events, args.days)
     files = published_files(work / "lake", dates)
     last = dates[-1].isoformat()
-    # All days for a month (the full-month aggregation), the last day otherwise.
-    days_filter = "TRUE" if args.days > 1 else f"dt = '{last}'"
     env = {**os.environ, "BITACORA_LOG": "warn", "BITACORA_PROGRESS": "0"}
     threads = str(os.cpu_count() or 2)
 
+    base_cmd = [str(args.bin_dir / "bitacora-query"), "--config", str(cfg), "--format", "json"]
+    # A month: the named queries over every day (the full-month aggregation); else the last day.
+    day_args = [] if args.days > 1 else ["--date", last]
+
     def ours(name: str, sql: str | None) -> list[str]:
-        base_cmd = [str(args.bin_dir / "bitacora-query"), "--config", str(cfg), "--format", "json"]
-        if sql is None:
-            return base_cmd + ["--named", name] + ([] if args.days > 1 else ["--date", last])
-        return base_cmd + [sql]
+        return base_cmd + (["--named", name, *day_args] if sql is None else [sql])
+
+    def named_sql(name: str) -> str:
+        """The SQL that `--named` runs here (DataFusion's form, which DuckDB also speaks)."""
+        return json.loads(timed(base_cmd + ["--show", name, *day_args], env)[1])["sql"]
 
     def theirs(sql: str, with_files: bool = True) -> list[str]:
         return [sys.executable, "-c", DUCK, json.dumps(files if with_files else []), sql, threads]
@@ -145,7 +146,7 @@ def main() -> None:
     plan = {}
     for name, sql in QUERIES.items():
         mine = ours(name, sql.format(day=last, user=user) if sql else None)
-        duck_sql = (NAMED_SQL[name].format(days=days_filter) if sql is None else sql.format(day=last, user=user))
+        duck_sql = named_sql(name) if sql is None else sql.format(day=last, user=user)
         plan[name] = (mine, theirs(duck_sql))
     # Same answers first (row counts and the first row's first column).
     for name, (mine, duck) in plan.items():
@@ -192,14 +193,11 @@ table = bitacora.query(sql, cfg)
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": table.num_rows, "bytes": table.nbytes}))
 """
 
-PY_DUCK = r"""
+PY_DUCK = DUCK_VIEW + r"""
 import duckdb, json, sys, time
 files, sql = json.loads(sys.argv[1]), sys.argv[2]
 con = duckdb.connect()
-con.execute("SET enable_progress_bar = false")
-listed = ", ".join("'%s'" % f.replace("'", "''") for f in files)
-con.execute("CREATE VIEW events AS SELECT * EXCLUDE (run) FROM read_parquet([%s], hive_partitioning = true, "
-            "hive_types = {'dt': VARCHAR, 'run': VARCHAR})" % listed)
+events_view(con, files)
 t = time.perf_counter()
 table = con.sql(sql).arrow()
 table = table.read_all() if hasattr(table, "read_all") else table

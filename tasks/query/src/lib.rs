@@ -67,8 +67,12 @@ pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutp
     let q = named::find(name)?;
     let lake = Lake::from_config(config)?;
     let catalog = bitacora_catalog::open(config, &lake)?;
-    let sql = named_sql_with(config, q, date, catalog.as_ref())?;
-    open_with(config, &lake, catalog.as_ref())?.query(&sql)
+    let latest = if q.needs_latest(date) {
+        latest_in(catalog.as_ref(), &config.catalog.database)?
+    } else {
+        None
+    };
+    open_with(config, &lake, catalog.as_ref())?.query(&q.sql_for(config.query.engine, date, latest))
 }
 
 /// The SQL a named query runs for a day (or every day) on the configured engine
@@ -76,22 +80,10 @@ pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutp
 /// opens the catalog (for the latest day).
 pub fn named_sql(config: &Config, name: &str, date: Option<Day>) -> Result<String> {
     let q = named::find(name)?;
-    if date.is_some() || !q.needs_reference_day() {
-        return Ok(q.sql_for(config.query.engine, date, None));
-    }
-    let lake = Lake::from_config(config)?;
-    let catalog = bitacora_catalog::open(config, &lake)?;
-    named_sql_with(config, q, date, catalog.as_ref())
-}
-
-fn named_sql_with(
-    config: &Config,
-    q: &NamedQuery,
-    date: Option<Day>,
-    catalog: &dyn Catalog,
-) -> Result<String> {
-    let latest = if date.is_none() && q.needs_reference_day() {
-        latest_in(catalog, &config.catalog.database)?
+    let latest = if q.needs_latest(date) {
+        let lake = Lake::from_config(config)?;
+        let catalog = bitacora_catalog::open(config, &lake)?;
+        latest_in(catalog.as_ref(), &config.catalog.database)?
     } else {
         None
     };

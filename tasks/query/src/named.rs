@@ -1,5 +1,4 @@
 //! The stakeholders' questions, shipped as named queries (`bitacora-query --named NAME --date D`).
-
 //!
 //! Each query is written once in DataFusion's SQL, with a second form for Athena (Trino) where the
 //! dialects differ; the Athena forms are checked against Trino's grammar by the tests
@@ -118,6 +117,12 @@ impl NamedQuery {
         self.template.contains("{window}")
     }
 
+    /// Whether running it for `date` needs the catalog's latest day (a reference-day query given
+    /// no day).
+    pub fn needs_latest(&self, date: Option<Day>) -> bool {
+        date.is_none() && self.needs_reference_day()
+    }
+
     /// The SQL for an engine, for a day (or for every day when `date` is `None`). `latest` is the
     /// latest day in the catalog, used by queries that need a reference day.
     pub fn sql_for(
@@ -147,10 +152,5 @@ impl NamedQuery {
     /// The DataFusion form (the embedded engine's).
     pub fn sql(&self, date: Option<Day>, latest: Option<Day>) -> String {
         self.sql_for(QueryEngineKind::Datafusion, date, latest)
-    }
-
-    /// Whether the Athena form differs from DataFusion's.
-    pub fn has_athena_form(&self) -> bool {
-        self.athena.is_some()
     }
 }
