@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bitacora_model::normalize::Normalizer;
 use serde::Serialize;
 
-use crate::dedup::{Claim, DedupStore};
+use crate::dedup::{Claim, DedupStore, Key};
 use crate::metrics::Metrics;
 use crate::record::{Incoming, SinkRecord};
 use crate::routes::{Route, Ticket};
@@ -288,7 +288,7 @@ impl Pipeline {
         let (last_owner, last_keys) = loop {
             // Each round is its own owner: it commits or releases everything it claimed.
             let owner = self.next_owner();
-            let keys: Vec<&str> = pending.iter().map(|(e, _)| &*e.event_id).collect();
+            let keys: Vec<Key<'_>> = pending.iter().map(|(e, _)| Key::of(e)).collect();
             let claims = match self.claim(&owner, &keys, deadline).await {
                 Ok(c) => c,
                 // What earlier rounds delivered (and marked) counts; the resend finds it seen.
@@ -391,11 +391,11 @@ impl Pipeline {
         fresh: &[&'e (bitacora_model::model::Event<'_>, usize)],
         rejected: &[(bitacora_model::model::Rejected<'_>, i64, usize)],
         report: &mut UnitsReport,
-    ) -> (String, Vec<&'e str>) {
+    ) -> (String, Vec<Key<'e>>) {
         if fresh.is_empty() && rejected.is_empty() {
             return (owner.to_string(), Vec::new());
         }
-        let keys: Vec<&str> = fresh.iter().map(|(e, _)| &*e.event_id).collect();
+        let keys: Vec<Key<'e>> = fresh.iter().map(|(e, _)| Key::of(e)).collect();
         let mut tickets: Vec<Option<Ticket>> = vec![None; report.failed.len()];
         let work = async {
             match self.hand_over(fresh, rejected, &mut tickets).await {
@@ -482,7 +482,7 @@ impl Pipeline {
     async fn renewing_claims<T, F: Future<Output = T>>(
         &self,
         owner: &str,
-        keys: &[&str],
+        keys: &[Key<'_>],
         work: F,
     ) -> T {
         let every = (self.dedup_patience / 3).max(Duration::from_millis(50));
@@ -504,7 +504,7 @@ impl Pipeline {
     }
 
     /// Claims the keys, retrying store errors until `deadline`.
-    async fn claim(&self, owner: &str, keys: &[&str], deadline: Instant) -> Result<Vec<Claim>> {
+    async fn claim(&self, owner: &str, keys: &[Key<'_>], deadline: Instant) -> Result<Vec<Claim>> {
         self.retrying("claim", deadline, || self.dedup.claim(owner, keys))
             .await
             .map_err(|e| {
@@ -519,7 +519,7 @@ impl Pipeline {
 
     /// Marks delivered keys seen, retrying store errors for a while: the records are delivered
     /// either way, a mark that cannot be written only lets a later copy through (counted).
-    async fn commit(&self, owner: &str, keys: &[&str]) {
+    async fn commit(&self, owner: &str, keys: &[Key<'_>]) {
         let deadline = Instant::now() + self.dedup_patience;
         if let Err(e) = self
             .retrying("commit", deadline, || self.dedup.commit(owner, keys))

@@ -434,9 +434,86 @@ async fn redis_dedup_reads_keys_marked_by_the_earlier_protocol_as_seen() {
     .unwrap();
     use bitacora_stream::dedup::{Claim, DedupStore};
     assert_eq!(
-        d.claim("a", &["old", "new"]).await.unwrap(),
+        d.claim("a", &["old".into(), "new".into()]).await.unwrap(),
         vec![Claim::Duplicate, Claim::New]
     );
+}
+
+/// `redis-cli -p PORT ARGS…`'s output.
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "redis-cli {args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dedup_files_timed_keys_in_minute_hashes_that_expire() {
+    use bitacora_stream::dedup::{Claim, DedupStore, Key};
+    let redis = Redis::start();
+    let d = bitacora_stream::dedup::RedisDedup::connect(
+        &redis.url(),
+        "lay:",
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    // 1,000 records of one minute (2026-11-18T10:00Z, minute 29916600), with times of their own.
+    let ids: Vec<String> = (0..1000).map(|i| format!("ev-{i}")).collect();
+    let keys: Vec<Key<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| Key::timed(id, 1_794_996_000_000_000 + i as i64 * 1000))
+        .collect();
+    assert!(
+        d.claim("a", &keys)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| *c == Claim::New)
+    );
+    d.commit("a", &keys).await.unwrap();
+    let names = redis_cli(redis.port, &["--scan", "--pattern", "lay:*"]);
+    let mut buckets: Vec<&str> = names.lines().filter(|n| *n != "lay:batch:a").collect();
+    buckets.sort();
+    assert!(
+        (32..=64).contains(&buckets.len()),
+        "one hash per shard of the minute, and nothing else: {buckets:?}"
+    );
+    let mut fields = 0;
+    for b in &buckets {
+        assert!(b.starts_with("lay:#w29916600:"), "{b}");
+        assert_eq!(redis_cli(redis.port, &["type", b]).trim(), "hash");
+        let pttl: i64 = redis_cli(redis.port, &["pttl", b]).trim().parse().unwrap();
+        assert!((1..=60_000).contains(&pttl), "{b} expires in {pttl} ms");
+        fields += redis_cli(redis.port, &["hlen", b])
+            .trim()
+            .parse::<usize>()
+            .unwrap();
+    }
+    assert_eq!(fields, 1000);
+    assert_eq!(
+        d.claim("b", &keys[..3]).await.unwrap(),
+        vec![Claim::Duplicate; 3]
+    );
+    // A record stamped on arrival whose id is named like a minute's hash is a key of its own
+    // (`##w…`), not a clash with the hash (which Redis would refuse as WRONGTYPE).
+    let clash = buckets[0].strip_prefix("lay:").unwrap();
+    let odd = [Key::untimed(clash), Key::untimed("#x")];
+    assert_eq!(d.claim("c", &odd).await.unwrap(), vec![Claim::New; 2]);
+    d.commit("c", &odd).await.unwrap();
+    assert_eq!(d.claim("e", &odd).await.unwrap(), vec![Claim::Duplicate; 2]);
+    assert_eq!(
+        redis_cli(redis.port, &["type", &format!("lay:#{clash}")]).trim(),
+        "string"
+    );
+    assert_eq!(redis_cli(redis.port, &["type", "lay:##x"]).trim(), "string");
+    assert_eq!(redis_cli(redis.port, &["type", buckets[0]]).trim(), "hash");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,7 +711,7 @@ async fn http_source_passes_the_source_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_elsewhere() {
-    use bitacora_stream::dedup::{DedupStore, RedisDedup};
+    use bitacora_stream::dedup::{DedupStore, Key, RedisDedup};
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = dir_toml(tmp.path());
@@ -652,7 +729,9 @@ async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_el
     )
     .await
     .unwrap();
-    other.claim("elsewhere", &["ev-1"]).await.unwrap();
+    // The key the service gives ev-1: its id and its own time (testing::message's ts).
+    let ev1 = [Key::timed("ev-1", 1_794_996_000_000_000)];
+    other.claim("elsewhere", &ev1).await.unwrap();
     let client = reqwest::Client::new();
     let lines = vec![message(1, "tap"), message(2, "tap")];
     let answer = tokio::spawn({
@@ -674,7 +753,7 @@ async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_el
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(!answer.is_finished());
-    other.commit("elsewhere", &["ev-1"]).await.unwrap();
+    other.commit("elsewhere", &ev1).await.unwrap();
     let (status, body) = answer.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{Claim, DedupStore};
+use super::{Claim, DedupStore, Key};
 use crate::Result;
 
 enum State {
@@ -97,12 +97,12 @@ impl DedupStore for MemoryDedup {
         "memory"
     }
 
-    async fn claim(&self, owner: &str, keys: &[&str]) -> Result<Vec<Claim>> {
+    async fn claim(&self, owner: &str, keys: &[Key<'_>]) -> Result<Vec<Claim>> {
         let now = Instant::now();
         let mut inner = self.lock();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let found = match inner.keys.get(*key).map(|e| &e.state) {
+            let found = match inner.keys.get(key.id).map(|e| &e.state) {
                 Some(State::Seen { until }) if *until > now => Some(Claim::Duplicate),
                 Some(State::Claimed { owner: o, until }) if *until > now => Some(if o == owner {
                     Claim::New
@@ -118,7 +118,7 @@ impl DedupStore for MemoryDedup {
                         owner: owner.to_string(),
                         until: now + self.claim_ttl,
                     };
-                    inner.mark(key, state, self.max_keys);
+                    inner.mark(key.id, state, self.max_keys);
                     out.push(Claim::New);
                 }
             }
@@ -126,12 +126,12 @@ impl DedupStore for MemoryDedup {
         Ok(out)
     }
 
-    async fn commit(&self, owner: &str, keys: &[&str]) -> Result<()> {
+    async fn commit(&self, owner: &str, keys: &[Key<'_>]) -> Result<()> {
         let now = Instant::now();
         let mut inner = self.lock();
         for key in keys {
             // A key another caller committed meanwhile stays as it is (first copy wins).
-            let mine_or_free = match inner.keys.get(*key).map(|e| &e.state) {
+            let mine_or_free = match inner.keys.get(key.id).map(|e| &e.state) {
                 Some(State::Seen { until }) => *until <= now,
                 Some(State::Claimed { owner: o, until }) => o == owner || *until <= now,
                 None => true,
@@ -140,32 +140,32 @@ impl DedupStore for MemoryDedup {
                 let state = State::Seen {
                     until: now + self.ttl,
                 };
-                inner.mark(key, state, self.max_keys);
+                inner.mark(key.id, state, self.max_keys);
             }
         }
         Ok(())
     }
 
-    async fn release(&self, owner: &str, keys: &[&str]) -> Result<()> {
+    async fn release(&self, owner: &str, keys: &[Key<'_>]) -> Result<()> {
         let mut inner = self.lock();
         for key in keys {
             let mine = matches!(
-                inner.keys.get(*key).map(|e| &e.state),
+                inner.keys.get(key.id).map(|e| &e.state),
                 Some(State::Claimed { owner: o, .. }) if o == owner
             );
             if mine {
-                inner.keys.remove(*key);
+                inner.keys.remove(key.id);
             }
         }
         Ok(())
     }
 
-    async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()> {
+    async fn extend(&self, owner: &str, keys: &[Key<'_>]) -> Result<()> {
         let now = Instant::now();
         let mut inner = self.lock();
         for key in keys {
             let mine = matches!(
-                inner.keys.get(*key).map(|e| &e.state),
+                inner.keys.get(key.id).map(|e| &e.state),
                 Some(State::Claimed { owner: o, until }) if o == owner && *until > now
             );
             if mine {
@@ -174,7 +174,7 @@ impl DedupStore for MemoryDedup {
                     owner: owner.to_string(),
                     until: now + self.claim_ttl,
                 };
-                inner.mark(key, state, self.max_keys);
+                inner.mark(key.id, state, self.max_keys);
             }
         }
         Ok(())
@@ -199,15 +199,18 @@ mod tests {
         let d = MemoryDedup::new(100, Duration::from_secs(60), Duration::from_secs(60));
         for i in 0..1000 {
             let k = format!("k{i}");
-            d.claim("a", &[&k]).await.unwrap();
-            d.commit("a", &[&k]).await.unwrap();
+            d.claim("a", &[k.as_str().into()]).await.unwrap();
+            d.commit("a", &[k.as_str().into()]).await.unwrap();
         }
         assert!(d.len() <= 100, "{}", d.len());
         // The latest keys are remembered, the oldest are not.
         assert_eq!(
-            d.claim("b", &["k999"]).await.unwrap(),
+            d.claim("b", &["k999".into()]).await.unwrap(),
             vec![Claim::Duplicate]
         );
-        assert_eq!(d.claim("b", &["k0"]).await.unwrap(), vec![Claim::New]);
+        assert_eq!(
+            d.claim("b", &["k0".into()]).await.unwrap(),
+            vec![Claim::New]
+        );
     }
 }

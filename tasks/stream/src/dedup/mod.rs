@@ -27,6 +27,53 @@ pub(crate) use redis::connect as connect_redis;
 
 use crate::Result;
 
+/// A record's dedup key: its id (`event_id`, else the CloudWatch `eventId`, else a hash of the
+/// record) and, when every copy of the record carries it, the record's own time — a store may
+/// file keys by it (Redis keeps such keys in per-minute hashes, cheaper than a key each). Copies
+/// of a record are given the same `Key`; two keys with one id and different times may or may not
+/// be told apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key<'a> {
+    pub id: &'a str,
+    /// Microseconds since the epoch; `None` for a record stamped on arrival (a copy sent again
+    /// later would carry another time).
+    pub time_us: Option<i64>,
+}
+
+impl<'a> Key<'a> {
+    /// The key of a record stamped on arrival.
+    pub fn untimed(id: &'a str) -> Self {
+        Key { id, time_us: None }
+    }
+
+    /// The key of a record with a time of its own.
+    pub fn timed(id: &'a str, time_us: i64) -> Self {
+        Key {
+            id,
+            time_us: Some(time_us),
+        }
+    }
+
+    /// The key of a normalised event: timed by its `event_time` when that came from the record
+    /// (its `ts`, or its CloudWatch envelope's `timestamp`), not from its arrival — the event
+    /// time then differs from the ingest time, which is the arrival.
+    pub fn of(event: &'a bitacora_model::model::Event<'_>) -> Self {
+        Key {
+            id: &event.event_id,
+            time_us: event
+                .ingest_time
+                .is_some_and(|t| t != event.event_time)
+                .then_some(event.event_time),
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Key<'a> {
+    fn from(id: &'a str) -> Self {
+        Key::untimed(id)
+    }
+}
+
 /// What a claim found for a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -52,15 +99,15 @@ pub trait DedupStore: Send + Sync {
     /// The store's kind, for logs and metrics.
     fn kind(&self) -> &'static str;
     /// Claims every key not seen and not claimed; one answer per key, in order.
-    async fn claim(&self, owner: &str, keys: &[&str]) -> Result<Vec<Claim>>;
+    async fn claim(&self, owner: &str, keys: &[Key<'_>]) -> Result<Vec<Claim>>;
     /// Marks the caller's claimed keys seen for the TTL (their records were delivered).
-    async fn commit(&self, owner: &str, keys: &[&str]) -> Result<()>;
+    async fn commit(&self, owner: &str, keys: &[Key<'_>]) -> Result<()>;
     /// Drops the caller's claims on keys whose records were not delivered.
-    async fn release(&self, owner: &str, keys: &[&str]) -> Result<()>;
+    async fn release(&self, owner: &str, keys: &[Key<'_>]) -> Result<()>;
     /// Renews the caller's claims for another `claim_secs` (a batch whose delivery takes
     /// longer — a route retrying, a full buffer — keeps them; a dead holder's still expire).
     /// Keys the caller no longer holds are left as they are.
-    async fn extend(&self, owner: &str, keys: &[&str]) -> Result<()>;
+    async fn extend(&self, owner: &str, keys: &[Key<'_>]) -> Result<()>;
 }
 
 /// `[stream.dedup]`.
@@ -171,5 +218,29 @@ impl DedupConfig {
             DedupKind::Memory => "memory",
             DedupKind::None => "none",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Key;
+    use bitacora_model::model::Event;
+
+    #[test]
+    fn an_event_is_timed_by_its_own_time_only() {
+        let own = Event {
+            event_id: "e-1".into(),
+            event_time: 1_000,
+            ingest_time: Some(9_000),
+            ..Event::default()
+        };
+        assert_eq!(Key::of(&own), Key::timed("e-1", 1_000));
+        // Stamped on arrival (a text line, a message without `ts`): a copy sent again later
+        // would carry another time.
+        let arrival = Event {
+            event_time: 9_000,
+            ..own.clone()
+        };
+        assert_eq!(Key::of(&arrival), Key::untimed("e-1"));
     }
 }

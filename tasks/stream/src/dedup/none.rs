@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 
-use super::{Claim, DedupStore};
+use super::{Claim, DedupStore, Key};
 use crate::Result;
 
 pub struct NoDedup;
@@ -12,16 +12,16 @@ impl DedupStore for NoDedup {
     fn kind(&self) -> &'static str {
         "none"
     }
-    async fn claim(&self, _owner: &str, keys: &[&str]) -> Result<Vec<Claim>> {
+    async fn claim(&self, _owner: &str, keys: &[Key<'_>]) -> Result<Vec<Claim>> {
         Ok(vec![Claim::New; keys.len()])
     }
-    async fn commit(&self, _owner: &str, _keys: &[&str]) -> Result<()> {
+    async fn commit(&self, _owner: &str, _keys: &[Key<'_>]) -> Result<()> {
         Ok(())
     }
-    async fn release(&self, _owner: &str, _keys: &[&str]) -> Result<()> {
+    async fn release(&self, _owner: &str, _keys: &[Key<'_>]) -> Result<()> {
         Ok(())
     }
-    async fn extend(&self, _owner: &str, _keys: &[&str]) -> Result<()> {
+    async fn extend(&self, _owner: &str, _keys: &[Key<'_>]) -> Result<()> {
         Ok(())
     }
 }
