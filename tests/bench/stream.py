@@ -77,8 +77,8 @@ def main():
         redis_sets = float(m[-1]) if m else float("nan")
         subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
         # The dedup's own commands, alone: what Redis can do for the service on this machine if it
-        # had a core to itself. A record with a time of its own is a field of its minute's hash
-        # (HSETNX; the hash's expiry is set once per batch); one stamped on arrival is a key with
+        # had a core to itself. A record with a time of its own is a field of its window's hash
+        # (HSETNX; the hash's expiry is set twice per batch); one stamped on arrival is a key with
         # the dedup window as its expiry (SET … NX PX GET).
         def bench(cmd, tag):
             out = subprocess.run(["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64",
@@ -86,7 +86,7 @@ def main():
             m = re.findall(tag + r": ([\d.]+) requests per second", out.replace("\r", "\n"))
             subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
             return float(m[-1]) if m else float("nan")
-        claim_sets = bench(["HSETNX", "bitacora:seen:#w29916600:7", "ev-__rand_int__-0123456789",
+        claim_sets = bench(["HSETNX", "bitacora:seen:#w179499600:7", "ev-__rand_int__-0123456789",
                             "0123456789abcdef-1f2"], "1f2")
         key_sets = bench(["SET", "bitacora:seen:ev-__rand_int__-0123456789", "0123456789abcdef-1f2", "NX", "PX",
                           "86400000", "GET"], "GET")
@@ -133,7 +133,7 @@ sink = {{ kind = "file", path = "{tmp}/out" }}
         report = json.loads(svc.communicate(timeout=120)[0])
         rate = t["sent"] / t["seconds"]
         print(f"redis-benchmark -P 64 -t set: {redis_sets:,.0f} SET/s")
-        print(f"redis-benchmark -P 64 of the claim (HSETNX minute-hash id owner, new ids): {claim_sets:,.0f}/s "
+        print(f"redis-benchmark -P 64 of the claim (HSETNX window-hash id owner, new ids): {claim_sets:,.0f}/s "
               f"= {claim_sets / redis_sets:.2f} of -t set")
         print(f"redis-benchmark -P 64 of the claim of a record stamped on arrival (SET key owner NX PX 86400000 GET): "
               f"{key_sets:,.0f}/s = {key_sets / redis_sets:.2f} of -t set")
@@ -150,7 +150,7 @@ sink = {{ kind = "file", path = "{tmp}/out" }}
         print(f"service peak RSS: {hwm} MiB")
         if t["accepted"]:
             per = (used1 - used0) / t["accepted"]
-            print(f"redis: {keys:,} keys (minute hashes and round statuses) for {t['accepted']:,} records: "
+            print(f"redis: {keys:,} keys (window hashes, round statuses, records stamped on arrival) for {t['accepted']:,} records: "
                   f"{per:.0f} bytes per record = {per * 1e6 / 2**20:.0f} MiB per million records")
         print(f"service report: accepted {report['accepted']:,}, routes {report['routes']}")
         assert "bitacora_stream_accepted_total" in metrics

@@ -56,6 +56,12 @@ pub struct Event<'a> {
     pub source_timestamp: i64,
     #[serde(skip)]
     pub source_event_id: Cow<'a, str>,
+    /// `event_time` is the record's own — its message's `ts` (set by the normaliser), or an
+    /// envelope timestamp its sender gave (set by callers that know, such as the stream
+    /// service for CloudWatch envelopes) — rather than the time it arrived: every copy of the
+    /// record carries the same.
+    #[serde(skip)]
+    pub own_time: bool,
 }
 
 impl Event<'_> {

@@ -590,6 +590,7 @@ fn apply_fields<'a>(event: &mut Event<'a>, m: &MessageFields<'a>) -> Result<(), 
                 )
             })?;
             event.event_time = parsed.timestamp_micros();
+            event.own_time = true;
         }
     }
     event.level = str_field("level", k[2])?;

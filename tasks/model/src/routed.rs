@@ -276,6 +276,8 @@ pub fn read_event(text: &str) -> Result<Event<'_>, (Reason, String)> {
         error_code: r.error_code,
         message: r.message,
         properties,
+        // The time the record was routed with: every copy of it carries the same.
+        own_time: true,
     })
 }
 

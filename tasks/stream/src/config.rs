@@ -153,6 +153,26 @@ impl Component for StreamConfig {
                 "kind = \"kinesis\" keeps its shard leases and checkpoints in Redis: set stream.source.redis_url, or use stream.dedup.kind = \"redis\" (its url is used)",
             ));
         }
+        // One Redis for the dedup and the Kinesis leases: a record's id must never name a lease
+        // or a checkpoint (nor the other way round).
+        if self.source.kind == crate::sources::SourceKind::Kinesis
+            && self.dedup.kind == crate::dedup::DedupKind::Redis
+            && self
+                .source
+                .redis_url
+                .as_ref()
+                .is_none_or(|u| *u == self.dedup.url)
+            && (self.dedup.key_prefix.starts_with(&self.source.key_prefix)
+                || self.source.key_prefix.starts_with(&self.dedup.key_prefix))
+        {
+            return Err(Error::config(
+                "stream.dedup.key_prefix",
+                format!(
+                    "{:?} and stream.source.key_prefix {:?} overlap in one Redis: a record's id could name a shard lease or checkpoint; give them prefixes neither of which starts the other",
+                    self.dedup.key_prefix, self.source.key_prefix
+                ),
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, r) in self.routes.iter().enumerate() {
             r.validate(i)?;
@@ -265,5 +285,34 @@ impl StreamConfig {
             Some(q) => q.sink.clone(),
             None => SinkConfig::file(self.data_dir.join("quarantine")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamConfig;
+    use bitacora_core::config::Component;
+
+    #[test]
+    fn dedup_and_lease_prefixes_that_overlap_in_one_redis_are_refused() {
+        let conf = |dedup: &str, source: &str| -> StreamConfig {
+            toml::from_str(&format!(
+                "[source]\nkind = \"kinesis\"\nstream_name = \"s\"\nkey_prefix = \"{source}\"\n[dedup]\nkind = \"redis\"\nkey_prefix = \"{dedup}\"\n"
+            ))
+            .unwrap()
+        };
+        assert!(
+            conf("bitacora:seen:", "bitacora:kinesis:")
+                .validate()
+                .is_ok()
+        );
+        for (d, s) in [("bitacora:", "bitacora:kinesis:"), ("k:", "k:")] {
+            let e = conf(d, s).validate().unwrap_err().to_string();
+            assert!(e.contains("stream.dedup.key_prefix"), "{e}");
+        }
+        // Two Redis servers: no overlap possible.
+        let mut apart = conf("k:", "k:");
+        apart.source.redis_url = Some("redis://127.0.0.1:6380/0".into());
+        assert!(apart.validate().is_ok());
     }
 }

@@ -40,6 +40,9 @@ impl SinkRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub timestamp_ms: i64,
+    /// `timestamp_ms` is the record's own (a CloudWatch envelope's `timestamp`, which every copy
+    /// carries), not the time it arrived.
+    pub own_timestamp: bool,
     pub ingestion_ms: i64,
     /// The envelope's message; `None`: the record is the message itself (an app message or a
     /// text line: [`Incoming::message`] is then `raw`, kept once).
@@ -61,6 +64,7 @@ impl Incoming {
     pub fn broken(received_ms: i64, id: &str, detail: String, raw: String) -> Self {
         Incoming {
             timestamp_ms: received_ms,
+            own_timestamp: false,
             ingestion_ms: received_ms,
             message: Some(String::new()),
             log_stream: String::new(),
@@ -133,6 +137,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
     {
         return Incoming {
             timestamp_ms: e.timestamp,
+            own_timestamp: true,
             ingestion_ms: e.ingestion_time.unwrap_or(received_ms),
             message: Some(e.message.into_owned()),
             log_stream: e
@@ -146,6 +151,7 @@ pub fn envelope_of_line(line: &str, received_ms: i64, log_stream: &str) -> Incom
     }
     Incoming {
         timestamp_ms: received_ms,
+        own_timestamp: false,
         ingestion_ms: received_ms,
         message: None,
         log_stream: log_stream.to_string(),

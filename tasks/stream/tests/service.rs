@@ -452,7 +452,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_dedup_files_timed_keys_in_minute_hashes_that_expire() {
+async fn redis_dedup_files_timed_keys_in_window_hashes_that_expire() {
     use bitacora_stream::dedup::{Claim, DedupStore, Key};
     let redis = Redis::start();
     let d = bitacora_stream::dedup::RedisDedup::connect(
@@ -463,7 +463,8 @@ async fn redis_dedup_files_timed_keys_in_minute_hashes_that_expire() {
     )
     .await
     .unwrap();
-    // 1,000 records of one minute (2026-11-18T10:00Z, minute 29916600), with times of their own.
+    // 1,000 records of one ten-second window (from 2026-11-18T10:00Z: window 179499600), with
+    // times of their own.
     let ids: Vec<String> = (0..1000).map(|i| format!("ev-{i}")).collect();
     let keys: Vec<Key<'_>> = ids
         .iter()
@@ -479,15 +480,15 @@ async fn redis_dedup_files_timed_keys_in_minute_hashes_that_expire() {
     );
     d.commit("a", &keys).await.unwrap();
     let names = redis_cli(redis.port, &["--scan", "--pattern", "lay:*"]);
-    let mut buckets: Vec<&str> = names.lines().filter(|n| *n != "lay:batch:a").collect();
+    let mut buckets: Vec<&str> = names.lines().filter(|n| *n != "lay:#b:a").collect();
     buckets.sort();
     assert!(
-        (32..=64).contains(&buckets.len()),
-        "one hash per shard of the minute, and nothing else: {buckets:?}"
+        buckets.len() == 8,
+        "one hash per shard of the window, and nothing else: {buckets:?}"
     );
     let mut fields = 0;
     for b in &buckets {
-        assert!(b.starts_with("lay:#w29916600:"), "{b}");
+        assert!(b.starts_with("lay:#w179499600:"), "{b}");
         assert_eq!(redis_cli(redis.port, &["type", b]).trim(), "hash");
         let pttl: i64 = redis_cli(redis.port, &["pttl", b]).trim().parse().unwrap();
         assert!((1..=60_000).contains(&pttl), "{b} expires in {pttl} ms");
@@ -501,7 +502,47 @@ async fn redis_dedup_files_timed_keys_in_minute_hashes_that_expire() {
         d.claim("b", &keys[..3]).await.unwrap(),
         vec![Claim::Duplicate; 3]
     );
-    // A record stamped on arrival whose id is named like a minute's hash is a key of its own
+    // A later claim into the window extends its hashes; one by an instance with a shorter
+    // window does not shorten them.
+    let pttls = || -> Vec<i64> {
+        buckets
+            .iter()
+            .map(|b| redis_cli(redis.port, &["pttl", b]).trim().parse().unwrap())
+            .collect()
+    };
+    let more =
+        |from: usize| -> Vec<String> { (from..from + 1000).map(|i| format!("ev-{i}")).collect() };
+    let timed = |ids: &[String]| -> Vec<(String, i64)> {
+        ids.iter()
+            .map(|id| (id.clone(), 1_794_996_000_000_000))
+            .collect()
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let short = bitacora_stream::dedup::RedisDedup::connect(
+        &redis.url(),
+        "lay:",
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let ids2 = timed(&more(1000));
+    let k2: Vec<Key<'_>> = ids2.iter().map(|(id, t)| Key::timed(id, *t)).collect();
+    short.claim("s", &k2).await.unwrap();
+    assert!(
+        pttls().iter().all(|t| (50_000..59_000).contains(t)),
+        "not shortened to 5 s nor extended past 60 s: {:?}",
+        pttls()
+    );
+    let ids3 = timed(&more(2000));
+    let k3: Vec<Key<'_>> = ids3.iter().map(|(id, t)| Key::timed(id, *t)).collect();
+    d.claim("f", &k3).await.unwrap();
+    assert!(
+        pttls().iter().all(|t| *t > 59_000),
+        "extended to 60 s from the latest claim: {:?}",
+        pttls()
+    );
+    // A record stamped on arrival whose id is named like a window's hash is a key of its own
     // (`##w…`), not a clash with the hash (which Redis would refuse as WRONGTYPE).
     let clash = buckets[0].strip_prefix("lay:").unwrap();
     let odd = [Key::untimed(clash), Key::untimed("#x")];

@@ -1,7 +1,7 @@
 //! The one conformance suite every [`DedupStore`] passes (called from each store's tests).
-//! `make(ttl, claim_ttl)` returns a fresh, empty store. The suite runs twice: with keys stamped
-//! on arrival, then with most keys timed (spread over ten minutes) and the others not, mixed in
-//! the same calls — stores that file timed keys apart are checked on both layouts at once.
+//! `make(ttl, claim_ttl)` returns a fresh, empty store. The suite runs three times: with keys
+//! stamped on arrival, with timed keys (spread over ten minutes), and with both mixed in the
+//! same calls — stores that file timed keys apart are checked on each layout and on both at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,19 +14,28 @@ where
     F: Fn(Duration, Duration) -> Fut,
     Fut: Future<Output = Arc<dyn DedupStore>>,
 {
-    suite(&make, Keys { timed: false }).await;
-    suite(&make, Keys { timed: true }).await;
+    for timed in [Timed::None, Timed::All, Timed::Mixed] {
+        suite(&make, Keys { timed }).await;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Timed {
+    None,
+    All,
+    /// Three keys in four.
+    Mixed,
 }
 
 /// How the suite's keys are made.
 #[derive(Clone, Copy)]
 struct Keys {
-    timed: bool,
+    timed: Timed,
 }
 
 impl Keys {
-    /// Timed: three keys in four get a time of their own (from their id, so a key's copies
-    /// carry the same), within ten minutes of 2026-12-01.
+    /// Timed keys get a time of their own from their id (so a key's copies carry the same),
+    /// within ten minutes of 2026-12-01.
     fn of<'a>(self, ids: &[&'a str]) -> Vec<Key<'a>> {
         ids.iter()
             .map(|id| {
@@ -34,7 +43,7 @@ impl Keys {
                 let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
                     (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
                 });
-                if self.timed && h % 4 != 0 {
+                if self.timed == Timed::All || (self.timed == Timed::Mixed && h % 4 != 0) {
                     Key::timed(id, 1_796_083_200_000_000 + (h % 600) as i64 * 1_000_000)
                 } else {
                     Key::untimed(id)

@@ -29,7 +29,7 @@ use crate::Result;
 
 /// A record's dedup key: its id (`event_id`, else the CloudWatch `eventId`, else a hash of the
 /// record) and, when every copy of the record carries it, the record's own time — a store may
-/// file keys by it (Redis keeps such keys in per-minute hashes, cheaper than a key each). Copies
+/// file keys by it (Redis keeps such keys in hashes of ten seconds, cheaper than a key each). Copies
 /// of a record are given the same `Key`; two keys with one id and different times may or may not
 /// be told apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,16 +54,13 @@ impl<'a> Key<'a> {
         }
     }
 
-    /// The key of a normalised event: timed by its `event_time` when that came from the record
-    /// (its `ts`, or its CloudWatch envelope's `timestamp`), not from its arrival — the event
-    /// time then differs from the ingest time, which is the arrival.
+    /// The key of a normalised event: timed by its `event_time` when that is the record's own
+    /// ([`Event::own_time`](bitacora_model::model::Event::own_time): its `ts`, its CloudWatch
+    /// envelope's `timestamp`, a routed record's `event_time`), not its arrival.
     pub fn of(event: &'a bitacora_model::model::Event<'_>) -> Self {
         Key {
             id: &event.event_id,
-            time_us: event
-                .ingest_time
-                .is_some_and(|t| t != event.event_time)
-                .then_some(event.event_time),
+            time_us: event.own_time.then_some(event.event_time),
         }
     }
 }
@@ -224,23 +221,43 @@ impl DedupConfig {
 #[cfg(test)]
 mod tests {
     use super::Key;
-    use bitacora_model::model::Event;
+    use crate::record::{Incoming, envelope_of_line};
+    use bitacora_model::normalize::Normalizer;
+
+    /// The key the pipeline gives `line` received at `at_ms`.
+    fn key_of(line: &str, at_ms: i64) -> (Option<i64>, String) {
+        let n = Normalizer::new("app", 1 << 20);
+        let r: Incoming = envelope_of_line(line, at_ms, "http");
+        let env = r.envelope();
+        let mut ev = r.normalize(&env, &n).unwrap();
+        ev.own_time |= r.own_timestamp;
+        let k = Key::of(&ev);
+        (k.time_us, k.id.to_string())
+    }
 
     #[test]
-    fn an_event_is_timed_by_its_own_time_only() {
-        let own = Event {
-            event_id: "e-1".into(),
-            event_time: 1_000,
-            ingest_time: Some(9_000),
-            ..Event::default()
-        };
-        assert_eq!(Key::of(&own), Key::timed("e-1", 1_000));
-        // Stamped on arrival (a text line, a message without `ts`): a copy sent again later
-        // would carry another time.
-        let arrival = Event {
-            event_time: 9_000,
-            ..own.clone()
-        };
-        assert_eq!(Key::of(&arrival), Key::untimed("e-1"));
+    fn a_record_sent_twice_has_one_key_timed_only_by_its_own_time() {
+        // 2026-11-18T10:00:00Z in ms; the copy arrives 5 s later.
+        let t = 1_794_996_000_000;
+        let lines = [
+            // ts equal to the arrival millisecond: still the message's own.
+            (
+                r#"{"event_id":"a","ts":"2026-11-18T10:00:00.000Z","event_type":"tap"}"#,
+                Some(t * 1000),
+            ),
+            // A CloudWatch envelope: its timestamp, whatever the arrival.
+            (
+                &*format!(r#"{{"timestamp":{t},"message":"{{\"event_id\":\"b\"}}"}}"#),
+                Some(t * 1000),
+            ),
+            // No `ts`, a text line: stamped on arrival, so untimed.
+            (r#"{"event_id":"c","event_type":"tap"}"#, None),
+            ("plain text crash", None),
+        ];
+        for (line, time) in lines {
+            let first = key_of(line, t);
+            assert_eq!(first.0, time, "{line}");
+            assert_eq!(key_of(line, t + 5_000), first, "{line}: the copy's key");
+        }
     }
 }

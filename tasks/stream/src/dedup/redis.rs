@@ -1,22 +1,25 @@
-//! `kind = "redis"` (ElastiCache in AWS): one command per record. A batch round (an owner)
-//! writes its status key `<prefix>batch:<owner>` (`~` while it delivers, for `claim_secs`) and
+//! `kind = "redis"` (ElastiCache in AWS): one command per new record. A batch round (an owner)
+//! writes its status key `<prefix>#b:<owner>` (`~` while it delivers, for `claim_secs`) and
 //! claims each record in the same pipeline:
 //!
 //! - a record with a time of its own ([`Key::time_us`]: its copies all carry it) is a field of
-//!   the hash of its minute and of one of 64 shards of its id, `<prefix>#w<minute>:<shard>`:
-//!   `HSETNX <bucket> <id> <owner>`, and one `PEXPIRE <bucket> ttl` per bucket the round wrote
-//!   to — no expiry per key, which is most of what a `SET … PX` costs Redis (about half as many
-//!   claims a second), and about 60 % of its memory;
+//!   the hash of its ten seconds and of one of 8 shards of its id, `<prefix>#w<window>:<shard>`:
+//!   `HSETNX <bucket> <id> <owner>` — no expiry per key, which is most of what a `SET … PX`
+//!   costs Redis (about half as many claims a second), and about 60 % of its memory. Each hash
+//!   the round writes to is extended before its fields (`PEXPIRE … ttl GT`: it cannot expire
+//!   half-way through the round, and an instance with a shorter TTL never shortens it) and, if
+//!   the round created it, given its expiry after them (`PEXPIRE … ttl NX`);
 //! - a record stamped on arrival is a key of its own: `SET <prefix><id> <owner> NX PX ttl GET`
 //!   (Redis 7 or later); ids starting with `#` are written `##…`, so that no key of this kind is
-//!   ever named like a minute's hash.
+//!   ever named like a hash or a status (`#w…`, `#b:…`).
 //!
-//! Either way a key lives at least `ttl_secs` after its claim. Committing the round is one `SET`
-//! of its status to `=` for the TTL, releasing it one `DEL`, renewing it one `PEXPIRE`. A key held
-//! by another owner is a duplicate if that owner committed, in flight while it delivers, and taken
-//! over (a compare-and-set script) once its status is gone (released, or its holder died and the
-//! status expired). Keys written `=` by earlier versions (one `SET` per record at commit) still
-//! read as seen.
+//! Either way a key lives at least `ttl_secs` after its claim (a window's hash: after its latest
+//! claim). A field found taken costs one `HGET` more, for its holder. Committing the round is one
+//! `SET` of its status to `=` for the TTL, releasing it one `DEL`, renewing it one `PEXPIRE`. A
+//! key held by another owner is a duplicate if that owner committed, in flight while it
+//! delivers, and taken over (a compare-and-set script) once its status is gone (released, or its
+//! holder died and the status expired). Keys of records stamped on arrival written `=` by
+//! earlier versions (one `SET` per record at commit) still read as seen.
 //!
 //! The connection manager reconnects behind a dropped connection and hands the error to the
 //! caller, which retries (the pipeline holds the batch back meanwhile: nothing passes unchecked).
@@ -37,13 +40,14 @@ const SEEN: &[u8] = b"=";
 const PENDING: &[u8] = b"~";
 /// Takes a key over from an owner whose status is gone: only if it still holds that owner.
 const TAKEOVER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
-/// The same for a field of a minute's hash.
+/// The same for a field of a window's hash.
 const TAKEOVER_FIELD: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 else return 0 end";
-/// Shards of a minute's hash (a hash stays small enough to expire in one go at a few
-/// hundred thousand records a minute).
-const SHARDS: u64 = 64;
-/// Microseconds in a minute: timed keys are filed by the minute of their time.
-const MINUTE_US: i64 = 60_000_000;
+/// Shards of a window's hash: a live round (its records' times within seconds) writes to a
+/// few hashes, and a hash stays small enough to expire in one go (~125,000 fields at 100,000
+/// records a second).
+const SHARDS: u64 = 8;
+/// Microseconds in a window: timed keys are filed by the ten seconds of their time.
+const WINDOW_US: i64 = 10_000_000;
 /// Renews a round's status only while it delivers (never shortens a commit).
 const EXTEND: &str = "if redis.call('GET', KEYS[1]) == '~' then return redis.call('PEXPIRE', KEYS[1], ARGV[1]) else return 0 end";
 
@@ -135,7 +139,7 @@ impl RedisDedup {
     }
 
     /// Writes into `out` the name of the Redis key where `k` lives: the key of its own, or the
-    /// minute's hash it is a field of. `Some((minute, shard))` for the latter.
+    /// window's hash it is a field of. `Some((window, shard))` for the latter.
     fn place(&self, k: &Key<'_>, out: &mut String) -> Option<(i64, u64)> {
         use std::fmt::Write;
         out.clear();
@@ -143,7 +147,7 @@ impl RedisDedup {
         match k.time_us {
             Some(t) => {
                 let bucket = (
-                    t.div_euclid(MINUTE_US),
+                    t.div_euclid(WINDOW_US),
                     xxhash_rust::xxh3::xxh3_64(k.id.as_bytes()) % SHARDS,
                 );
                 let _ = write!(out, "#w{}:{}", bucket.0, bucket.1);
@@ -161,7 +165,7 @@ impl RedisDedup {
 
     /// The status key of a round.
     fn status_key(&self, owner: &str) -> String {
-        format!("{}batch:{owner}", self.prefix)
+        format!("{}#b:{owner}", self.prefix)
     }
 
     /// Adds to `pipe` the write of a round's status as delivering, unless it has one already
@@ -204,33 +208,46 @@ impl DedupStore for RedisDedup {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
+        let mut name = String::with_capacity(self.prefix.len() + 64);
+        let places: Vec<Option<(i64, u64)>> =
+            keys.iter().map(|k| self.place(k, &mut name)).collect();
+        let buckets: HashSet<(i64, u64)> = places.iter().flatten().copied().collect();
+        let bucket_name =
+            |(window, shard): &(i64, u64)| format!("{}#w{window}:{shard}", self.prefix);
         let mut pipe = redis::pipe();
+        // Before the fields: a window's hash that is about to expire is extended first, so it
+        // cannot expire while the round writes to it (`GT`: never shortened by an instance
+        // with a shorter window).
+        for b in &buckets {
+            pipe.cmd("PEXPIRE")
+                .arg(bucket_name(b))
+                .arg(self.ttl_ms)
+                .arg("GT")
+                .ignore();
+        }
         // The status first: whoever finds a key of this round finds its status.
         self.write_pending(&mut pipe, owner);
-        let mut name = String::with_capacity(self.prefix.len() + 64);
-        let mut buckets = HashSet::new();
-        for k in keys {
-            match self.place(k, &mut name) {
-                Some(bucket) => {
-                    pipe.cmd("HSETNX").arg(name.as_bytes()).arg(k.id).arg(owner);
-                    buckets.insert(bucket);
-                }
-                None => {
-                    pipe.cmd("SET")
-                        .arg(name.as_bytes())
-                        .arg(owner)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(self.ttl_ms)
-                        .arg("GET");
-                }
+        for (k, place) in keys.iter().zip(&places) {
+            self.place(k, &mut name);
+            if place.is_some() {
+                pipe.cmd("HSETNX").arg(name.as_bytes()).arg(k.id).arg(owner);
+            } else {
+                pipe.cmd("SET")
+                    .arg(name.as_bytes())
+                    .arg(owner)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(self.ttl_ms)
+                    .arg("GET");
             }
         }
-        // After the fields: a minute's hash lives `ttl` after its latest claim.
-        for (minute, shard) in &buckets {
+        // After the fields: a hash the round created gets its expiry. (A process killed in
+        // between leaves it without one until the next claim into it.)
+        for b in &buckets {
             pipe.cmd("PEXPIRE")
-                .arg(format!("{}#w{minute}:{shard}", self.prefix))
+                .arg(bucket_name(b))
                 .arg(self.ttl_ms)
+                .arg("NX")
                 .ignore();
         }
         let mut conn = self.conn.clone();

@@ -147,6 +147,7 @@ fn decode_subscription(
                 .to_string();
                 out.push(Incoming {
                     timestamp_ms: e.timestamp,
+                    own_timestamp: true,
                     ingestion_ms: arrival_ms,
                     message: Some(e.message.to_string()),
                     log_stream: stream.to_string(),
