@@ -284,3 +284,17 @@ def test_the_wheel_is_typed_and_abi3():
     wheel = importlib.metadata.distribution("bitacora").read_text("WHEEL") or ""
     assert "cp310-abi3" in wheel, wheel
     assert bitacora.__version__ == importlib.metadata.version("bitacora")
+
+
+def test_the_wheel_leaves_the_binaries_allocator_out():
+    """mimalloc is the step binaries' global allocator; the extension module runs on Python's own.
+    bitacora-core depends on it (the binaries name it through bitacora_core::process::Allocator),
+    so maturin compiles it, but nothing in the module refers to it and the linker leaves it out."""
+    from conftest import bin_dir
+
+    marks = (b"mimalloc: warning: ", b"_mi_page_malloc")
+    module = next(Path(bitacora.__file__).parent.glob("_bitacora*.so")).read_bytes()
+    binary = (bin_dir() / "bitacora").read_bytes()
+    # The same marks are found where mimalloc is linked: the check can see it.
+    assert all(m in binary for m in marks)
+    assert [m for m in marks if m in module] == []

@@ -78,8 +78,8 @@ def main():
         subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
         # The dedup's own commands, alone: what Redis can do for the service on this machine if it
         # had a core to itself. A record with a time of its own is a field of its window's hash
-        # (HSETNX; the hash's expiry is set twice per batch); one stamped on arrival is a key with
-        # the dedup window as its expiry (SET … NX PX GET).
+        # (HSETNX; each hash's expiry is set once per batch, with its first field); one stamped on
+        # arrival is a key with the dedup window as its expiry (SET … NX PX GET).
         def bench(cmd, tag):
             out = subprocess.run(["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64",
                                   "-r", "100000000", *cmd], capture_output=True, text=True).stdout

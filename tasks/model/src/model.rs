@@ -59,7 +59,7 @@ pub struct Event<'a> {
     /// `event_time` is the record's own — its message's `ts` (set by the normaliser), or an
     /// envelope timestamp its sender gave (set by callers that know, such as the stream
     /// service for CloudWatch envelopes) — rather than the time it arrived: every copy of the
-    /// record carries the same.
+    /// record carries the same. Never set for a routed record read back (it does not say).
     #[serde(skip)]
     pub own_time: bool,
 }

@@ -276,8 +276,10 @@ pub fn read_event(text: &str) -> Result<Event<'_>, (Reason, String)> {
         error_code: r.error_code,
         message: r.message,
         properties,
-        // The time the record was routed with: every copy of it carries the same.
-        own_time: true,
+        // Not known to be the record's own: the routed record does not say whether its time
+        // came from the message or from its arrival upstream (a copy routed again after a
+        // resend would carry another).
+        own_time: false,
     })
 }
 

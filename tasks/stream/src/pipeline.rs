@@ -260,11 +260,7 @@ impl Pipeline {
         let mut rejected = Vec::new();
         for ((r, e), &unit) in records.iter().zip(&envelopes).zip(units) {
             match r.normalize(e, &self.normalizer) {
-                Ok(mut ev) => {
-                    // An envelope's own timestamp is the event time of a message without `ts`.
-                    ev.own_time |= r.own_timestamp;
-                    events.push((ev, unit))
-                }
+                Ok(ev) => events.push((ev, unit)),
                 Err(rej) => rejected.push((rej, r.ingestion_ms, unit)),
             }
         }

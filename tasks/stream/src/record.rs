@@ -101,7 +101,13 @@ impl Incoming {
                 self.ingestion_ms,
             );
         }
-        normalizer.normalize_envelope(envelope, &self.raw)
+        normalizer
+            .normalize_envelope(envelope, &self.raw)
+            .map(|mut event| {
+                // An envelope's own timestamp is the event time of a message without `ts`.
+                event.own_time |= self.own_timestamp;
+                event
+            })
     }
 
     /// The message the normaliser reads.

@@ -542,6 +542,13 @@ async fn redis_dedup_files_timed_keys_in_window_hashes_that_expire() {
         "extended to 60 s from the latest claim: {:?}",
         pttls()
     );
+    // A hash left without an expiry (as by an instance killed half-way) gets one from the next
+    // claim into it.
+    assert_eq!(redis_cli(redis.port, &["persist", buckets[0]]).trim(), "1");
+    let ids4 = timed(&more(3000));
+    let k4: Vec<Key<'_>> = ids4.iter().map(|(id, t)| Key::timed(id, *t)).collect();
+    d.claim("g", &k4).await.unwrap();
+    assert!(pttls().iter().all(|t| *t > 59_000), "{:?}", pttls());
     // A record stamped on arrival whose id is named like a window's hash is a key of its own
     // (`##w…`), not a clash with the hash (which Redis would refuse as WRONGTYPE).
     let clash = buckets[0].strip_prefix("lay:").unwrap();

@@ -56,7 +56,7 @@ impl<'a> Key<'a> {
 
     /// The key of a normalised event: timed by its `event_time` when that is the record's own
     /// ([`Event::own_time`](bitacora_model::model::Event::own_time): its `ts`, its CloudWatch
-    /// envelope's `timestamp`, a routed record's `event_time`), not its arrival.
+    /// envelope's `timestamp`), not its arrival (nor a routed record's, which does not say).
     pub fn of(event: &'a bitacora_model::model::Event<'_>) -> Self {
         Key {
             id: &event.event_id,
@@ -229,8 +229,7 @@ mod tests {
         let n = Normalizer::new("app", 1 << 20);
         let r: Incoming = envelope_of_line(line, at_ms, "http");
         let env = r.envelope();
-        let mut ev = r.normalize(&env, &n).unwrap();
-        ev.own_time |= r.own_timestamp;
+        let ev = r.normalize(&env, &n).unwrap();
         let k = Key::of(&ev);
         (k.time_us, k.id.to_string())
     }
@@ -254,6 +253,22 @@ mod tests {
             (r#"{"event_id":"c","event_type":"tap"}"#, None),
             ("plain text crash", None),
         ];
+        // A routed record sent back in (a fan-out queue's message): it does not say where its
+        // time came from, so it is untimed.
+        let routed = {
+            let n = Normalizer::new("app", 1 << 20);
+            let r = envelope_of_line(lines[0].0, t, "http");
+            let env = r.envelope();
+            let mut out = Vec::new();
+            bitacora_model::routed::write_event(&r.normalize(&env, &n).unwrap(), &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert!(bitacora_model::routed::looks_routed(&routed));
+        let lines: Vec<(&str, Option<i64>)> = lines
+            .iter()
+            .copied()
+            .chain([(routed.as_str(), None)])
+            .collect();
         for (line, time) in lines {
             let first = key_of(line, t);
             assert_eq!(first.0, time, "{line}");

@@ -5,10 +5,10 @@
 //! - a record with a time of its own ([`Key::time_us`]: its copies all carry it) is a field of
 //!   the hash of its ten seconds and of one of 8 shards of its id, `<prefix>#w<window>:<shard>`:
 //!   `HSETNX <bucket> <id> <owner>` — no expiry per key, which is most of what a `SET … PX`
-//!   costs Redis (about half as many claims a second), and about 60 % of its memory. Each hash
-//!   the round writes to is extended before its fields (`PEXPIRE … ttl GT`: it cannot expire
-//!   half-way through the round, and an instance with a shorter TTL never shortens it) and, if
-//!   the round created it, given its expiry after them (`PEXPIRE … ttl NX`);
+//!   costs Redis (about half as many claims a second), and about 60 % of its memory. The
+//!   round's first field of each hash is written by a script that also gives the hash its
+//!   expiry (`PEXPIRE … ttl NX`, then `GT`: a new hash never lacks one, an older one is extended
+//!   before the round's other fields and never shortened by an instance with a shorter TTL);
 //! - a record stamped on arrival is a key of its own: `SET <prefix><id> <owner> NX PX ttl GET`
 //!   (Redis 7 or later); ids starting with `#` are written `##…`, so that no key of this kind is
 //!   ever named like a hash or a status (`#w…`, `#b:…`).
@@ -40,7 +40,12 @@ const SEEN: &[u8] = b"=";
 const PENDING: &[u8] = b"~";
 /// Takes a key over from an owner whose status is gone: only if it still holds that owner.
 const TAKEOVER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
-/// The same for a field of a window's hash.
+/// A round's first field of a window's hash, with the hash's expiry in the same step: a new
+/// hash is never left without one, an older one is extended before the round's other fields
+/// (it cannot expire half-way through the round) and never shortened (`GT`: by an instance with
+/// a shorter window). Answers as `HSETNX` does.
+const FIRST_FIELD: &str = "local r = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX') redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT') return r";
+/// The same as [`TAKEOVER`] for a field of a window's hash.
 const TAKEOVER_FIELD: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 else return 0 end";
 /// Shards of a window's hash: a live round (its records' times within seconds) writes to a
 /// few hashes, and a hash stays small enough to expire in one go (~125,000 fields at 100,000
@@ -209,46 +214,35 @@ impl DedupStore for RedisDedup {
             return Ok(Vec::new());
         }
         let mut name = String::with_capacity(self.prefix.len() + 64);
-        let places: Vec<Option<(i64, u64)>> =
-            keys.iter().map(|k| self.place(k, &mut name)).collect();
-        let buckets: HashSet<(i64, u64)> = places.iter().flatten().copied().collect();
-        let bucket_name =
-            |(window, shard): &(i64, u64)| format!("{}#w{window}:{shard}", self.prefix);
         let mut pipe = redis::pipe();
-        // Before the fields: a window's hash that is about to expire is extended first, so it
-        // cannot expire while the round writes to it (`GT`: never shortened by an instance
-        // with a shorter window).
-        for b in &buckets {
-            pipe.cmd("PEXPIRE")
-                .arg(bucket_name(b))
-                .arg(self.ttl_ms)
-                .arg("GT")
-                .ignore();
-        }
         // The status first: whoever finds a key of this round finds its status.
         self.write_pending(&mut pipe, owner);
-        for (k, place) in keys.iter().zip(&places) {
-            self.place(k, &mut name);
-            if place.is_some() {
-                pipe.cmd("HSETNX").arg(name.as_bytes()).arg(k.id).arg(owner);
-            } else {
-                pipe.cmd("SET")
-                    .arg(name.as_bytes())
-                    .arg(owner)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(self.ttl_ms)
-                    .arg("GET");
+        let mut buckets = HashSet::new();
+        for k in keys {
+            match self.place(k, &mut name) {
+                // The round's first field of a hash: written together with the hash's expiry.
+                Some(bucket) if buckets.insert(bucket) => {
+                    pipe.cmd("EVAL")
+                        .arg(FIRST_FIELD)
+                        .arg(1)
+                        .arg(name.as_bytes())
+                        .arg(k.id)
+                        .arg(owner)
+                        .arg(self.ttl_ms);
+                }
+                Some(_) => {
+                    pipe.cmd("HSETNX").arg(name.as_bytes()).arg(k.id).arg(owner);
+                }
+                None => {
+                    pipe.cmd("SET")
+                        .arg(name.as_bytes())
+                        .arg(owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(self.ttl_ms)
+                        .arg("GET");
+                }
             }
-        }
-        // After the fields: a hash the round created gets its expiry. (A process killed in
-        // between leaves it without one until the next claim into it.)
-        for b in &buckets {
-            pipe.cmd("PEXPIRE")
-                .arg(bucket_name(b))
-                .arg(self.ttl_ms)
-                .arg("NX")
-                .ignore();
         }
         let mut conn = self.conn.clone();
         let answers: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(err)?;
