@@ -419,24 +419,41 @@ async fn redis_dedup_passes_the_conformance_suite() {
 async fn redis_dedup_reads_keys_marked_by_the_earlier_protocol_as_seen() {
     let redis = Redis::start();
     // The earlier version marked a delivered key with `=` (one SET per record at commit).
-    let out = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "set", "legacy:old", "="])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let d = bitacora_stream::dedup::RedisDedup::connect(
-        &redis.url(),
-        "legacy:",
-        Duration::from_secs(60),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
+    redis_cli(redis.port, &["set", "legacy:old", "="]);
+    let d = redis_dedup(&redis.url(), "legacy:", 60, 60).await;
     use bitacora_stream::dedup::{Claim, DedupStore};
     assert_eq!(
         d.claim("a", &["old".into(), "new".into()]).await.unwrap(),
         vec![Claim::Duplicate, Claim::New]
     );
+}
+
+/// A Redis dedup store at `url` under `prefix`, with a window and a claim of these seconds.
+async fn redis_dedup(
+    url: &str,
+    prefix: &str,
+    ttl_secs: u64,
+    claim_secs: u64,
+) -> bitacora_stream::dedup::RedisDedup {
+    bitacora_stream::dedup::RedisDedup::connect(
+        url,
+        prefix,
+        Duration::from_secs(ttl_secs),
+        Duration::from_secs(claim_secs),
+    )
+    .await
+    .unwrap()
+}
+
+/// Claims 1,000 new ids (`ev-<from>`…) of the window from 2026-11-18T10:00Z, timed.
+async fn claim_new_ids(d: &bitacora_stream::dedup::RedisDedup, owner: &str, from: usize) {
+    use bitacora_stream::dedup::{DedupStore, Key};
+    let ids: Vec<String> = (from..from + 1000).map(|i| format!("ev-{i}")).collect();
+    let keys: Vec<Key<'_>> = ids
+        .iter()
+        .map(|id| Key::timed(id, 1_794_996_000_000_000))
+        .collect();
+    d.claim(owner, &keys).await.unwrap();
 }
 
 /// `redis-cli -p PORT ARGS…`'s output.
@@ -455,14 +472,7 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
 async fn redis_dedup_files_timed_keys_in_window_hashes_that_expire() {
     use bitacora_stream::dedup::{Claim, DedupStore, Key};
     let redis = Redis::start();
-    let d = bitacora_stream::dedup::RedisDedup::connect(
-        &redis.url(),
-        "lay:",
-        Duration::from_secs(60),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let d = redis_dedup(&redis.url(), "lay:", 60, 30).await;
     // 1,000 records of one ten-second window (from 2026-11-18T10:00Z: window 179499600), with
     // times of their own.
     let ids: Vec<String> = (0..1000).map(|i| format!("ev-{i}")).collect();
@@ -510,33 +520,15 @@ async fn redis_dedup_files_timed_keys_in_window_hashes_that_expire() {
             .map(|b| redis_cli(redis.port, &["pttl", b]).trim().parse().unwrap())
             .collect()
     };
-    let more =
-        |from: usize| -> Vec<String> { (from..from + 1000).map(|i| format!("ev-{i}")).collect() };
-    let timed = |ids: &[String]| -> Vec<(String, i64)> {
-        ids.iter()
-            .map(|id| (id.clone(), 1_794_996_000_000_000))
-            .collect()
-    };
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let short = bitacora_stream::dedup::RedisDedup::connect(
-        &redis.url(),
-        "lay:",
-        Duration::from_secs(5),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
-    let ids2 = timed(&more(1000));
-    let k2: Vec<Key<'_>> = ids2.iter().map(|(id, t)| Key::timed(id, *t)).collect();
-    short.claim("s", &k2).await.unwrap();
+    let short = redis_dedup(&redis.url(), "lay:", 5, 5).await;
+    claim_new_ids(&short, "s", 1000).await;
     assert!(
         pttls().iter().all(|t| (50_000..59_000).contains(t)),
         "not shortened to 5 s nor extended past 60 s: {:?}",
         pttls()
     );
-    let ids3 = timed(&more(2000));
-    let k3: Vec<Key<'_>> = ids3.iter().map(|(id, t)| Key::timed(id, *t)).collect();
-    d.claim("f", &k3).await.unwrap();
+    claim_new_ids(&d, "f", 2000).await;
     assert!(
         pttls().iter().all(|t| *t > 59_000),
         "extended to 60 s from the latest claim: {:?}",
@@ -545,9 +537,7 @@ async fn redis_dedup_files_timed_keys_in_window_hashes_that_expire() {
     // A hash left without an expiry (as by an instance killed half-way) gets one from the next
     // claim into it.
     assert_eq!(redis_cli(redis.port, &["persist", buckets[0]]).trim(), "1");
-    let ids4 = timed(&more(3000));
-    let k4: Vec<Key<'_>> = ids4.iter().map(|(id, t)| Key::timed(id, *t)).collect();
-    d.claim("g", &k4).await.unwrap();
+    claim_new_ids(&d, "g", 3000).await;
     assert!(pttls().iter().all(|t| *t > 59_000), "{:?}", pttls());
     // A record stamped on arrival whose id is named like a window's hash is a key of its own
     // (`##w…`), not a clash with the hash (which Redis would refuse as WRONGTYPE).
@@ -759,7 +749,7 @@ async fn http_source_passes_the_source_conformance_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_elsewhere() {
-    use bitacora_stream::dedup::{DedupStore, Key, RedisDedup};
+    use bitacora_stream::dedup::{DedupStore, Key};
     let redis = Redis::start();
     let tmp = tempfile::tempdir().unwrap();
     let d = dir_toml(tmp.path());
@@ -769,14 +759,7 @@ async fn a_batch_delivers_its_new_records_before_waiting_for_copies_in_flight_el
     ))
     .await;
     // Another batch (elsewhere) holds a claim on ev-1 and has not delivered it yet.
-    let other = RedisDedup::connect(
-        &redis.url(),
-        "bitacora:seen:",
-        Duration::from_secs(60),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    let other = redis_dedup(&redis.url(), "bitacora:seen:", 60, 30).await;
     // The key the service gives ev-1: its id and its own time (testing::message's ts).
     let ev1 = [Key::timed("ev-1", 1_794_996_000_000_000)];
     other.claim("elsewhere", &ev1).await.unwrap();
