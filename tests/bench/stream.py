@@ -70,22 +70,18 @@ def main():
     svc = None
     try:
         wait_port(rport, "redis-server")
-        out = subprocess.run(
-            ["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64", "-t", "set", "-r", "100000000"],
-            capture_output=True, text=True).stdout
-        m = re.findall(r"SET: ([\d.]+) requests per second", out.replace("\r", "\n"))
-        redis_sets = float(m[-1]) if m else float("nan")
-        subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
-        # The dedup's own commands, alone: what Redis can do for the service on this machine if it
-        # had a core to itself. A record with a time of its own is a field of its window's hash
-        # (HSETNX; each hash's expiry is set once per batch, with its first field); one stamped on
-        # arrival is a key with the dedup window as its expiry (SET … NX PX GET).
         def bench(cmd, tag):
+            """redis-benchmark -P 64 of `cmd` over random keys: requests per second (then FLUSHALL)."""
             out = subprocess.run(["redis-benchmark", "-p", str(rport), "-q", "-n", "2000000", "-P", "64",
                                   "-r", "100000000", *cmd], capture_output=True, text=True).stdout
             m = re.findall(tag + r": ([\d.]+) requests per second", out.replace("\r", "\n"))
             subprocess.run(["redis-cli", "-p", str(rport), "flushall"], capture_output=True)
             return float(m[-1]) if m else float("nan")
+        redis_sets = bench(["-t", "set"], "SET")
+        # The dedup's own commands, alone: what Redis can do for the service on this machine if it
+        # had a core to itself. A record with a time of its own is a field of its window's hash
+        # (HSETNX; each hash's expiry is set once per batch, with its first field); one stamped on
+        # arrival is a key with the dedup window as its expiry (SET … NX PX GET).
         claim_sets = bench(["HSETNX", "bitacora:seen:#w179499600:7", "ev-__rand_int__-0123456789",
                             "0123456789abcdef-1f2"], "1f2")
         key_sets = bench(["SET", "bitacora:seen:ev-__rand_int__-0123456789", "0123456789abcdef-1f2", "NX", "PX",
