@@ -84,10 +84,13 @@ class FaultProxy:
                         break
                 status, rheaders, data = answer if answer is not None else forward(body)
                 self.send_response(status)
+                length = str(len(data))
                 for k, v in rheaders:
-                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    if k.lower() == "content-length" and self.command == "HEAD":
+                        length = v  # a HEAD answer has no body but tells the object's size
+                    elif k.lower() not in ("transfer-encoding", "connection", "content-length"):
                         self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
+                self.send_header("Content-Length", length)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)

@@ -213,3 +213,66 @@ def test_leases_on_an_s3_lake_refuse_a_second_run_and_expire(aws, embedded, tmp_
     taken = json.loads(run("bitacora-transform", "--config", str(config), "--date", DAY).stdout)
     assert taken["status"] == "ok" and taken["run_id"] != published["run_id"]
     assert json.loads(s3.get_object(Bucket="lake", Key=lease_key)["Body"].read())["expires_at_ms"] == 0
+
+
+def test_a_day_of_a_long_lake_costs_one_day_of_requests(aws, tmp_path):
+    """A query of one day over a lake of many days asks S3 (local catalog) or Glue for that day
+    alone: one partition document (or one BatchGetPartition), a HEAD per file of the day, nothing
+    that names another day. A query over every day reads each day's document once."""
+    import datetime as dt
+    from urllib.parse import unquote
+
+    from faultproxy import FaultProxy
+
+    s3, glue = aws["client"]("s3"), aws["client"]("glue")
+    s3.create_bucket(Bucket="lake")
+    last = dt.date.fromisoformat(DAY)
+    days = [(last - dt.timedelta(days=i)).isoformat() for i in range(4)][::-1]
+    logs = tmp_path / "logs"
+    for i, d in enumerate(days):
+        run("bitacora", "generate", "--date", d, "--events", "400", "--out", str(logs), "--seed", str(30 + i))
+    local = s3_config(tmp_path / "l.toml", logs, "s3://lake/long", f'key_file = "{tmp_path / "k"}"')
+    run("bitacora", "--config", str(local), "run", "--from", days[0], "--to", days[-1])
+    glued = tmp_path / "g.toml"
+    glued.write_text(local.read_text() + '[catalog]\nkind = "glue"\ndatabase = "mobile"\n')
+    for d in days:
+        run("bitacora-catalog", "--config", str(glued), "--date", d)
+    files = {
+        d: len(json.loads(s3.get_object(Bucket="lake", Key=f"long/_manifests/transform/dt={d}.json")["Body"].read())
+               ["outputs"]["events"]["files"])
+        for d in days
+    }
+
+    proxy = FaultProxy(aws["env"]["AWS_ENDPOINT_URL"])
+    seen: list[tuple[str, str, str]] = []
+    proxy.hooks.append(lambda m, p, h, b: seen.append((m, unquote(p), h.get("X-Amz-Target") or h.get("x-amz-target") or "")))
+    env = {"AWS_ENDPOINT_URL": proxy.url}
+    try:
+        def count(config, sql):
+            seen.clear()
+            out = json.loads(run("bitacora-query", "--config", str(config), "--format", "json", sql, env=env).stdout)
+            return out[0]["n"], list(seen)
+
+        one = f"SELECT count(*) AS n FROM events WHERE dt = '{DAY}'"
+        n_local, reqs = count(local, one)
+        others = [d for d in days if d != DAY]
+        assert not [r for r in reqs if any(f"dt={d}" in r[1] for d in others)], reqs
+        docs = [r for r in reqs if r[0] == "GET" and "/_catalog/" in r[1] and "/partitions/dt=" in r[1]]
+        assert len(docs) == 1, reqs
+        heads = [r for r in reqs if r[0] == "HEAD" and "/events/dt=" in r[1]]
+        assert len(heads) == files[DAY], reqs
+
+        n_glue, reqs = count(glued, one)
+        assert n_glue == n_local > 0
+        assert not [r for r in reqs if any(f"dt={d}" in r[1] for d in others)], reqs
+        targets = [r[2].split(".")[-1] for r in reqs if r[2]]
+        assert targets.count("BatchGetPartition") == 1 and "GetPartition" not in targets, targets
+
+        every = "SELECT count(*) AS n FROM events"
+        n_all, reqs = count(local, every)
+        assert n_all > n_local
+        docs = [r for r in reqs if r[0] == "GET" and "/_catalog/" in r[1] and "/partitions/dt=" in r[1]]
+        assert sorted(docs) == sorted(set(docs)) and len(docs) == len(days), reqs
+        assert count(glued, every)[0] == n_all
+    finally:
+        proxy.close()

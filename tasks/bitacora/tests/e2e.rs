@@ -632,6 +632,29 @@ fn partitions_are_pruned_and_queries_are_read_only() {
         )
         .is_err()
     );
+    // Nor look its files up, nor read its catalog document: a query of one day pays for one day
+    // however long the lake is.
+    lake.delete(&m.outputs["events"].files[0].path).unwrap();
+    let n = env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'"));
+    assert!(n > 0);
+    let doc = format!("_catalog/bitacora/events/partitions/dt={other}.json");
+    assert!(lake.get_opt(&doc).unwrap().is_some(), "{doc}");
+    lake.put(&doc, b"{ not json".to_vec()).unwrap();
+    assert_eq!(
+        env.scalar(&format!("SELECT count(*) FROM events WHERE dt = '{DAY}'")),
+        n
+    );
+    assert_eq!(
+        env.scalar(&format!(
+            "SELECT count(*) FROM events WHERE dt >= '{DAY}' AND dt < '9999-01-01'"
+        )),
+        n
+    );
+    let e = bitacora_query::query(&env.config, "SELECT count(*) FROM events").unwrap_err();
+    assert!(
+        e.to_string().contains(&doc) && e.to_string().contains("unreadable"),
+        "{e}"
+    );
 
     for sql in [
         "DROP TABLE events",

@@ -105,4 +105,32 @@ pub trait Catalog: Send + Sync {
     ) -> Result<Option<Partition>>;
     /// Every partition of a table, ordered by values.
     fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>>;
+
+    /// The values of every partition of a table, ordered, without reading each partition where
+    /// the backend can (the local catalog lists its documents' names): a query engine prunes on
+    /// them first and reads only the partitions it needs ([`Catalog::get_partitions`]).
+    fn list_partition_values(&self, database: &str, table: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .list_partitions(database, table)?
+            .into_iter()
+            .map(|p| p.values)
+            .collect())
+    }
+
+    /// The partitions of these values that exist, in the given order, read together where the
+    /// backend can (concurrent reads, or batched requests).
+    fn get_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[Vec<String>],
+    ) -> Result<Vec<Partition>> {
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            if let Some(p) = self.get_partition(database, table, v)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
 }

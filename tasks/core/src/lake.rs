@@ -332,44 +332,37 @@ impl Lake {
         Ok(dirs)
     }
 
-    /// Which of `paths` (relative to the root) do not exist; looked up concurrently.
-    pub fn missing(&self, paths: &[String]) -> Result<Vec<String>> {
+    /// Reads objects concurrently (16 at a time), in the order given, `None` for those that do not
+    /// exist.
+    pub fn get_many(&self, paths: &[String]) -> Result<Vec<Option<Bytes>>> {
         use futures::StreamExt;
-        let found: Vec<(usize, std::result::Result<(), object_store::Error>)> = block_on(
-            futures::stream::iter(paths.iter().enumerate())
-                .map(|(i, rel)| async move {
-                    (
-                        i,
-                        self.store
-                            .head(&ObjPath::from(rel.as_str()))
-                            .await
-                            .map(|_| ()),
-                    )
-                })
-                .buffer_unordered(16)
-                .collect(),
-        );
-        let mut missing = Vec::new();
-        for (i, r) in found {
-            match r {
-                Ok(()) => {}
-                Err(object_store::Error::NotFound { .. }) => missing.push(paths[i].clone()),
-                Err(e) => {
-                    return Err(Error::Storage {
-                        action: "look up",
-                        location: self.url_of(&paths[i]),
-                        source: e,
-                    });
+        let read = |rel: &str| {
+            let path = ObjPath::from(rel);
+            async move {
+                match self.store.get(&path).await {
+                    Ok(r) => r.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
                 }
             }
-        }
-        missing.sort();
-        Ok(missing)
-    }
-
-    /// The path relative to the root of an absolute URL inside the lake, `None` outside it.
-    pub fn relative(&self, url: &str) -> Option<String> {
-        url.strip_prefix(self.root.as_str()).map(str::to_string)
+        };
+        let results: Vec<std::result::Result<Option<Bytes>, object_store::Error>> = block_on(
+            futures::stream::iter(paths.iter())
+                .map(|rel| read(rel))
+                .buffered(16)
+                .collect(),
+        );
+        results
+            .into_iter()
+            .zip(paths)
+            .map(|(r, rel)| {
+                r.map_err(|e| Error::Storage {
+                    action: "read",
+                    location: self.url_of(rel),
+                    source: e,
+                })
+            })
+            .collect()
     }
 
     pub fn delete(&self, rel: &str) -> Result<()> {

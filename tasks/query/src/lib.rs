@@ -5,6 +5,8 @@ pub mod engines;
 pub mod format;
 pub mod named;
 
+use std::sync::Arc;
+
 use bitacora_core::catalog::Catalog;
 use bitacora_core::config::QueryEngineKind;
 use bitacora_core::lake::Lake;
@@ -20,10 +22,14 @@ pub use named::{NAMED, NamedQuery};
 pub fn open(config: &Config) -> Result<Box<dyn QueryEngine>> {
     let lake = Lake::from_config(config)?;
     let catalog = bitacora_catalog::open(config, &lake)?;
-    open_with(config, &lake, catalog.as_ref())
+    open_with(config, &lake, catalog.into())
 }
 
-fn open_with(config: &Config, lake: &Lake, catalog: &dyn Catalog) -> Result<Box<dyn QueryEngine>> {
+fn open_with(
+    config: &Config,
+    lake: &Lake,
+    catalog: Arc<dyn Catalog>,
+) -> Result<Box<dyn QueryEngine>> {
     match config.query.engine {
         QueryEngineKind::Datafusion => Ok(Box::new(DataFusionEngine::new(
             catalog,
@@ -50,9 +56,9 @@ fn latest_in(catalog: &dyn Catalog, database: &str) -> Result<Option<Day>> {
         return Ok(None);
     }
     Ok(catalog
-        .list_partitions(database, EVENTS_TABLE)?
+        .list_partition_values(database, EVENTS_TABLE)?
         .last()
-        .and_then(|p| p.values.first())
+        .and_then(|v| v.first())
         .and_then(|v| v.parse().ok()))
 }
 
@@ -66,13 +72,13 @@ pub fn query(config: &Config, sql: &str) -> Result<QueryOutput> {
 pub fn named(config: &Config, name: &str, date: Option<Day>) -> Result<QueryOutput> {
     let q = named::find(name)?;
     let lake = Lake::from_config(config)?;
-    let catalog = bitacora_catalog::open(config, &lake)?;
+    let catalog: Arc<dyn Catalog> = bitacora_catalog::open(config, &lake)?.into();
     let latest = if q.needs_latest(date) {
         latest_in(catalog.as_ref(), &config.catalog.database)?
     } else {
         None
     };
-    open_with(config, &lake, catalog.as_ref())?.query(&q.sql_for(config.query.engine, date, latest))
+    open_with(config, &lake, catalog)?.query(&q.sql_for(config.query.engine, date, latest))
 }
 
 /// The SQL a named query runs for a day (or every day) on the configured engine

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::error::ProvideErrorMetadata;
 use aws_sdk_glue::types::{
-    Column as GlueColumn, DatabaseInput, PartitionInput, SerDeInfo, StorageDescriptor as GlueSd,
-    TableInput,
+    Column as GlueColumn, DatabaseInput, PartitionInput, PartitionValueList, SerDeInfo,
+    StorageDescriptor as GlueSd, TableInput,
 };
 use bitacora_core::aws::{sdk_config, sdk_error};
 use bitacora_core::catalog::{Catalog, Change, Column, Partition, StorageDescriptor, Table};
@@ -300,7 +300,82 @@ impl Catalog for GlueCatalog {
         }
     }
 
+    /// `GetPartitions` without the partitions' column schemas (the table's own): the values.
+    fn list_partition_values(&self, database: &str, table: &str) -> Result<Vec<Vec<String>>> {
+        Ok(self
+            .partitions(database, table, true)?
+            .into_iter()
+            .map(|p| p.values)
+            .collect())
+    }
+
+    /// `BatchGetPartition`, 1,000 partitions a request (Glue's limit). Keys Glue leaves
+    /// unprocessed (throttling) are asked again; those still unprocessed after a few attempts are
+    /// asked one by one (`GetPartition`, which tells a missing partition from a throttled one).
+    fn get_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[Vec<String>],
+    ) -> Result<Vec<Partition>> {
+        const BATCH: usize = 1000;
+        const ATTEMPTS: u32 = 3;
+        let mut found: BTreeMap<Vec<String>, Partition> = BTreeMap::new();
+        for chunk in values.chunks(BATCH) {
+            let mut pending: Vec<Vec<String>> = chunk.to_vec();
+            for attempt in 1..=ATTEMPTS {
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt > 1 {
+                    std::thread::sleep(std::time::Duration::from_millis(100 << attempt));
+                }
+                let keys = pending
+                    .iter()
+                    .map(|v| {
+                        PartitionValueList::builder()
+                            .set_values(Some(v.clone()))
+                            .build()
+                            .map_err(|e| glue_err("BatchGetPartition", e))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let out = block_on(
+                    self.client
+                        .batch_get_partition()
+                        .database_name(database)
+                        .table_name(table)
+                        .set_partitions_to_get(Some(keys))
+                        .send(),
+                )
+                .map_err(|e| glue_err("BatchGetPartition", e))?;
+                for p in out.partitions() {
+                    let p = from_glue_partition(p);
+                    found.insert(p.values.clone(), p);
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .iter()
+                    .map(|k| k.values().to_vec())
+                    .collect();
+            }
+            for v in pending {
+                if let Some(p) = self.get_partition(database, table, &v)? {
+                    found.insert(v, p);
+                }
+            }
+        }
+        Ok(values.iter().filter_map(|v| found.remove(v)).collect())
+    }
+
     fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>> {
+        self.partitions(database, table, false)
+    }
+}
+
+impl GlueCatalog {
+    /// Every partition of a table (`GetPartitions`, every page), ordered by values; without
+    /// their column schemas when `values_only`.
+    fn partitions(&self, database: &str, table: &str, values_only: bool) -> Result<Vec<Partition>> {
         let mut parts = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -309,6 +384,7 @@ impl Catalog for GlueCatalog {
                     .get_partitions()
                     .database_name(database)
                     .table_name(table)
+                    .exclude_column_schema(values_only)
                     .set_next_token(token.take())
                     .send(),
             );

@@ -34,7 +34,11 @@ impl LocalCatalog {
         let Some(bytes) = self.lake.get_opt(path)? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        self.decode(path, &bytes).map(Some)
+    }
+
+    fn decode<T: DeserializeOwned>(&self, path: &str, bytes: &[u8]) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| {
             Error::Catalog(format!(
                 "catalog document {}: unreadable: {e}",
                 self.lake.url_of(path)
@@ -154,6 +158,64 @@ impl Catalog for LocalCatalog {
         self.read(&format!(
             "_catalog/{database}/{table}/partitions/{name}.json"
         ))
+    }
+
+    /// One listing of the table's partition documents, whose names hold the values
+    /// (`dt=2026-11-01.json`): no document is read.
+    fn list_partition_values(&self, database: &str, table: &str) -> Result<Vec<Vec<String>>> {
+        let dir = format!("_catalog/{database}/{table}/partitions/");
+        let mut out = Vec::new();
+        for o in self.lake.list(&dir)? {
+            let Some(name) = o
+                .path
+                .strip_prefix(&dir)
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            let values = name
+                .split('/')
+                .map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
+                .collect::<Option<Vec<String>>>()
+                .ok_or_else(|| {
+                    Error::Catalog(format!(
+                        "catalog document {}: not named key=value.json",
+                        self.lake.url_of(&o.path)
+                    ))
+                })?;
+            out.push(values);
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The documents of the given partitions, read concurrently.
+    fn get_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        values: &[Vec<String>],
+    ) -> Result<Vec<Partition>> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let t = self.require_table(database, table)?;
+        let paths: Vec<String> = values
+            .iter()
+            .map(|v| {
+                format!(
+                    "_catalog/{database}/{table}/partitions/{}.json",
+                    Self::partition_name(&t, v)
+                )
+            })
+            .collect();
+        let mut out = Vec::with_capacity(paths.len());
+        for (bytes, path) in self.lake.get_many(&paths)?.into_iter().zip(&paths) {
+            if let Some(bytes) = bytes {
+                out.push(self.decode(path, &bytes)?);
+            }
+        }
+        Ok(out)
     }
 
     fn list_partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>> {

@@ -2,4 +2,5 @@
 
 #[cfg(feature = "aws")]
 pub mod athena;
+pub mod catalog_table;
 pub mod datafusion;
