@@ -38,6 +38,16 @@ type DfResult<T> = datafusion::error::Result<T>;
 type DayFiles = (String, Vec<ObjectMeta>);
 
 /// A bitacora error carried through DataFusion (the engine unwraps it again).
+/// The partition column as the scan gives it: `dt`, a non-null string.
+fn dt_field() -> Field {
+    Field::new(PARTITION_COLUMN, DataType::Utf8, false)
+}
+
+/// Whether a filter names `dt` alone (so choosing partitions applies it exactly).
+fn on_dt_alone(filter: &Expr) -> bool {
+    expr_applicable_for_cols(&[PARTITION_COLUMN], filter)
+}
+
 fn external(e: Error) -> DataFusionError {
     DataFusionError::External(Box::new(e))
 }
@@ -95,7 +105,7 @@ impl CatalogTable {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        fields.push(Field::new(PARTITION_COLUMN, DataType::Utf8, false));
+        fields.push(dt_field());
         Ok(CatalogTable {
             catalog,
             database: table.database.clone(),
@@ -111,18 +121,12 @@ impl CatalogTable {
 
     /// The days the filters that name only `dt` leave (all of them without such filters).
     fn prune(&self, filters: &[Expr]) -> DfResult<Vec<String>> {
-        let on_dt: Vec<Expr> = filters
-            .iter()
-            .filter(|f| expr_applicable_for_cols(&[PARTITION_COLUMN], f))
-            .cloned()
-            .collect();
+        let on_dt: Vec<Expr> = filters.iter().filter(|f| on_dt_alone(f)).cloned().collect();
         if on_dt.is_empty() {
             return Ok(self.days.clone());
         }
-        let schema = DFSchema::from_unqualified_fields(
-            vec![Field::new(PARTITION_COLUMN, DataType::Utf8, false)].into(),
-            Default::default(),
-        )?;
+        let schema =
+            DFSchema::from_unqualified_fields(vec![dt_field()].into(), Default::default())?;
         let mut kept = Vec::new();
         for day in &self.days {
             let probe = PartitionedFile::new(day.clone(), 0)
@@ -312,7 +316,7 @@ impl TableProvider for CatalogTable {
         Ok(filters
             .iter()
             .map(|f| {
-                if expr_applicable_for_cols(&[PARTITION_COLUMN], f) {
+                if on_dt_alone(f) {
                     TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Inexact
@@ -384,11 +388,7 @@ impl TableProvider for CatalogTable {
             false,
         )?;
         let table_schema = TableSchemaBuilder::from(&self.file_schema)
-            .with_table_partition_cols(vec![Arc::new(Field::new(
-                PARTITION_COLUMN,
-                DataType::Utf8,
-                false,
-            ))])
+            .with_table_partition_cols(vec![Arc::new(dt_field())])
             .build();
         let config = FileScanConfigBuilder::new(store_url, format.file_source(table_schema))
             .with_file_groups(groups)
