@@ -115,6 +115,8 @@ impl Live {
     /// Counts delivered events.
     pub fn observe<'e, 'a: 'e>(&self, events: impl IntoIterator<Item = &'e Event<'a>>) {
         let mut inner = self.lock();
+        // Only the latest LATEST errors are kept: the others are counted, not copied.
+        let mut errors: std::collections::VecDeque<&Event<'a>> = Default::default();
         for e in events {
             let kind = e.event_type.as_deref().unwrap_or("(none)");
             *entry(&mut inner.event_types, kind) += 1;
@@ -126,27 +128,33 @@ impl Live {
             v.events += 1;
             if error {
                 v.errors += 1;
-                if inner.errors.len() == LATEST {
-                    inner.errors.pop_front();
+                if errors.len() == LATEST {
+                    errors.pop_front();
                 }
-                let message = e
-                    .message
-                    .as_deref()
-                    .or(e.error_code.as_deref())
-                    .unwrap_or_default()
-                    .chars()
-                    .take(200)
-                    .collect();
-                inner.errors.push_back(RecentError {
-                    event_time_ms: e.event_time.div_euclid(1000),
-                    app_version: text(&e.app_version),
-                    platform: text(&e.platform),
-                    event_type: text(&e.event_type),
-                    level: text(&e.level),
-                    error_code: text(&e.error_code),
-                    message,
-                });
+                errors.push_back(e);
             }
+        }
+        for e in errors {
+            if inner.errors.len() == LATEST {
+                inner.errors.pop_front();
+            }
+            let message = e
+                .message
+                .as_deref()
+                .or(e.error_code.as_deref())
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect();
+            inner.errors.push_back(RecentError {
+                event_time_ms: e.event_time.div_euclid(1000),
+                app_version: text(&e.app_version),
+                platform: text(&e.platform),
+                event_type: text(&e.event_type),
+                level: text(&e.level),
+                error_code: text(&e.error_code),
+                message,
+            });
         }
     }
 

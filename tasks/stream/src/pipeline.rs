@@ -573,19 +573,29 @@ impl Pipeline {
         rejected: &[(bitacora_model::model::Rejected<'_>, i64, usize)],
         tickets: &mut [Option<Ticket>],
     ) -> Result<()> {
+        // Each route's records of the round, handed over together (one wait for room, one
+        // send).
+        let mut per_route: Vec<Vec<(SinkRecord, crate::routes::Done)>> =
+            self.routes.iter().map(|_| Vec::new()).collect();
+        let mut unrouted = 0;
         for (e, u) in fresh.iter().map(|p| (&p.0, p.1)) {
             let mut routed = false;
-            for r in &self.routes {
+            for (r, out) in self.routes.iter().zip(&mut per_route) {
                 if r.wants(e) {
                     routed = true;
                     let done = tickets[u].get_or_insert_with(Ticket::new).done();
-                    r.enqueue(r.render(e)?, done).await?;
+                    out.push((r.render(e)?, done));
                 }
             }
             if !routed {
-                self.metrics.unrouted.fetch_add(1, Relaxed);
+                unrouted += 1;
             }
         }
+        self.metrics.unrouted.fetch_add(unrouted, Relaxed);
+        for (r, records) in self.routes.iter().zip(per_route) {
+            r.enqueue_all(records).await?;
+        }
+        let mut quarantined = Vec::with_capacity(rejected.len());
         for (rej, received_ms, u) in rejected {
             let mut json = Vec::with_capacity(rej.raw.len() + 256);
             bitacora_model::routed::write_rejected(
@@ -600,11 +610,9 @@ impl Pipeline {
                 .as_deref()
                 .map_or_else(|| crate::record::line_hash(&rej.raw), str::to_string);
             let done = tickets[*u].get_or_insert_with(Ticket::new).done();
-            self.quarantine
-                .enqueue(SinkRecord::new(id, json), done)
-                .await?;
+            quarantined.push((SinkRecord::new(id, json), done));
         }
-        Ok(())
+        self.quarantine.enqueue_all(quarantined).await
     }
 }
 

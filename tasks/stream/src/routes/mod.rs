@@ -232,12 +232,22 @@ pub struct RouteItem {
     pub enqueued: Instant,
 }
 
+/// Records handed to a route together (a batch's records for it), holding their room in its
+/// buffer until the worker has taken the last of them.
+struct Chunk {
+    items: std::vec::IntoIter<RouteItem>,
+    _room: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A running route: its matcher and policy, and the sender into its buffer.
 pub struct Route {
     pub name: String,
     matches: MatchConfig,
     pii: Option<Pii>,
-    tx: mpsc::Sender<RouteItem>,
+    tx: mpsc::UnboundedSender<Chunk>,
+    /// Room in the buffer, in records (`buffer_records`).
+    room: Arc<tokio::sync::Semaphore>,
+    capacity: u32,
     metrics: Arc<RouteMetrics>,
 }
 
@@ -266,16 +276,45 @@ impl Route {
 
     /// Hands a record to the route, waiting while its buffer is full.
     pub async fn enqueue(&self, record: SinkRecord, done: Done) -> Result<()> {
-        self.metrics.buffered.fetch_add(1, Ordering::Relaxed);
-        let item = RouteItem {
-            record,
-            done,
-            enqueued: Instant::now(),
-        };
-        self.tx.send(item).await.map_err(|_| {
-            self.metrics.buffered.fetch_sub(1, Ordering::Relaxed);
-            Error::Unavailable(format!("route {} stopped", self.name))
-        })
+        self.enqueue_all(vec![(record, done)]).await
+    }
+
+    /// Hands records to the route at once, waiting until its buffer has room for them (a
+    /// batch larger than the whole buffer waits for it to be empty).
+    pub async fn enqueue_all(&self, records: Vec<(SinkRecord, Done)>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let stopped = || Error::Unavailable(format!("route {} stopped", self.name));
+        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        let room = self
+            .room
+            .clone()
+            .acquire_many_owned(n.min(self.capacity))
+            .await
+            .map_err(|_| stopped())?;
+        self.metrics
+            .buffered
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        let enqueued = Instant::now();
+        let items: Vec<RouteItem> = records
+            .into_iter()
+            .map(|(record, done)| RouteItem {
+                record,
+                done,
+                enqueued,
+            })
+            .collect();
+        let n = items.len() as u64;
+        self.tx
+            .send(Chunk {
+                items: items.into_iter(),
+                _room: room,
+            })
+            .map_err(|_| {
+                self.metrics.buffered.fetch_sub(n, Ordering::Relaxed);
+                stopped()
+            })
     }
 }
 
@@ -331,12 +370,16 @@ impl RouteParts {
     /// Starts the route's worker; it stops once every [`Route`] handle is dropped and its
     /// buffer is delivered, then flushes its sinks.
     pub fn spawn(self) -> (Route, tokio::task::JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(self.buffer_records.max(1));
+        // The channel holds chunks; the records in them are bounded by `room`.
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = u32::try_from(self.buffer_records.max(1)).unwrap_or(u32::MAX);
         let route = Route {
             name: self.name.clone(),
             matches: self.matches.clone(),
             pii: self.pii.clone(),
             tx,
+            room: Arc::new(tokio::sync::Semaphore::new(capacity as usize)),
+            capacity,
             metrics: self.metrics.clone(),
         };
         let handle = tokio::spawn(worker(self, rx));
@@ -344,57 +387,80 @@ impl RouteParts {
     }
 }
 
-async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
+async fn worker(p: RouteParts, mut rx: mpsc::UnboundedReceiver<Chunk>) {
     let limits = p.sink.limits();
     let max_records = p.batch.max_records.min(limits.max_records).max(1);
     let max_bytes = p.batch.max_bytes.min(limits.max_bytes).max(1);
     let linger = Duration::from_millis(p.batch.linger_ms);
-    let mut held: Option<RouteItem> = None;
+    // Chunks received, in order; the front one is partly taken.
+    let mut queue: std::collections::VecDeque<Chunk> = std::collections::VecDeque::new();
     let mut closed = false;
-    while !closed || held.is_some() {
-        let first = match held.take() {
-            Some(i) => i,
-            None => match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-                Ok(Some(i)) => i,
-                Ok(None) => break,
+    loop {
+        // Finished chunks give their room back.
+        while queue.front().is_some_and(|c| c.items.len() == 0) {
+            queue.pop_front();
+        }
+        if queue.is_empty() {
+            if closed {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(Some(c)) => queue.push_back(c),
+                Ok(None) => closed = true,
                 Err(_) => {
                     for s in std::iter::once(&p.sink).chain(&p.dead_letter) {
                         if let Err(e) = s.tick().await {
                             tracing::warn!("route {}: {e}", p.name);
                         }
                     }
-                    continue;
                 }
-            },
-        };
-        let mut bytes = first.record.len();
-        let mut batch = vec![first];
+            }
+            continue;
+        }
         // Everything already waiting goes into this batch (group commit: under load batches
         // grow by themselves); then, with a linger, wait that long for more.
         let deadline = tokio::time::Instant::now() + linger;
-        while batch.len() < max_records && !closed && held.is_none() {
-            let next = match rx.try_recv() {
-                Ok(i) => Some(i),
-                Err(mpsc::error::TryRecvError::Disconnected) => None,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    if linger.is_zero() || tokio::time::Instant::now() >= deadline {
-                        break;
-                    }
-                    tokio::select! {
-                        biased;
-                        i = rx.recv() => i,
-                        _ = tokio::time::sleep_until(deadline) => break,
-                    }
-                }
-            };
-            match next {
-                Some(i) if bytes + i.record.len() > max_bytes => held = Some(i),
-                Some(i) => {
-                    bytes += i.record.len();
-                    batch.push(i);
-                }
-                None => closed = true,
+        let mut batch = Vec::new();
+        let mut bytes = 0;
+        let mut full = false;
+        loop {
+            while !closed && let Ok(c) = rx.try_recv() {
+                queue.push_back(c);
             }
+            while batch.len() < max_records
+                && let Some(front) = queue.front_mut()
+            {
+                let Some(next) = front.items.as_slice().first() else {
+                    queue.pop_front();
+                    continue;
+                };
+                // A record larger than max_bytes goes alone: the sink rejects it.
+                if !batch.is_empty() && bytes + next.record.len() > max_bytes {
+                    full = true;
+                    break;
+                }
+                bytes += next.record.len();
+                batch.extend(front.items.next());
+            }
+            if full
+                || batch.len() >= max_records
+                || closed
+                || linger.is_zero()
+                || tokio::time::Instant::now() >= deadline
+            {
+                break;
+            }
+            tokio::select! {
+                biased;
+                c = rx.recv() => match c {
+                    Some(c) => queue.push_back(c),
+                    None => closed = true,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        while queue.front().is_some_and(|c| c.items.len() == 0) {
+            queue.pop_front();
         }
         p.metrics
             .buffered
@@ -412,15 +478,33 @@ async fn worker(p: RouteParts, mut rx: mpsc::Receiver<RouteItem>) {
 /// Sends a batch until the sink took each record, resending only what it did not take; after
 /// `max_attempts` (or a refusal) records go to the dead letters.
 async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
-    let mut pending = batch;
+    // The records apart from their acknowledgements: sent as they are, attempt after attempt.
+    let (mut records, mut pending): (Vec<SinkRecord>, Vec<(Done, Instant)>) = batch
+        .into_iter()
+        .map(|i| (i.record, (i.done, i.enqueued)))
+        .unzip();
+    let item = |record, (done, enqueued)| RouteItem {
+        record,
+        done,
+        enqueued,
+    };
     let mut dead: Vec<(RouteItem, String, u32)> = Vec::new();
     let mut attempt = 0u32;
     while !pending.is_empty() {
         attempt += 1;
-        let records: Vec<SinkRecord> = pending.iter().map(|i| i.record.clone()).collect();
         let mut retry_idx: Vec<usize> = Vec::new();
         let mut last_error = String::new();
         match p.sink.send(&records).await {
+            Ok(sent) if sent.is_complete() => {
+                p.metrics
+                    .delivered
+                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
+                for (done, enqueued) in pending.drain(..) {
+                    p.metrics.latency.observe(enqueued.elapsed().as_secs_f64());
+                    done.complete();
+                }
+                records.clear();
+            }
             Ok(sent) => {
                 let mut state = vec![0u8; pending.len()]; // 0 delivered, 1 retry, 2 rejected
                 for i in &sent.retry {
@@ -436,21 +520,31 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                     }
                 }
                 let mut keep = Vec::new();
-                for (i, item) in std::mem::take(&mut pending).into_iter().enumerate() {
+                let mut keep_records = Vec::new();
+                let all = std::mem::take(&mut records)
+                    .into_iter()
+                    .zip(std::mem::take(&mut pending));
+                for (i, (record, (done, enqueued))) in all.enumerate() {
                     match state[i] {
                         0 => {
                             p.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                            p.metrics
-                                .latency
-                                .observe(item.enqueued.elapsed().as_secs_f64());
-                            item.done.complete();
+                            p.metrics.latency.observe(enqueued.elapsed().as_secs_f64());
+                            done.complete();
                         }
-                        1 => keep.push(item),
-                        _ => dead.push((item, reasons.remove(&i).unwrap_or_default(), attempt)),
+                        1 => {
+                            keep_records.push(record);
+                            keep.push((done, enqueued));
+                        }
+                        _ => dead.push((
+                            item(record, (done, enqueued)),
+                            reasons.remove(&i).unwrap_or_default(),
+                            attempt,
+                        )),
                     }
                 }
                 retry_idx.extend(0..keep.len());
                 pending = keep;
+                records = keep_records;
                 if !pending.is_empty() {
                     last_error = format!(
                         "{} records not taken (throttled or failed items)",
@@ -466,7 +560,12 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
             Err(e) => {
                 p.metrics.failed_sends.fetch_add(1, Ordering::Relaxed);
                 let why = e.to_string();
-                dead.extend(pending.drain(..).map(|i| (i, why.clone(), attempt)));
+                dead.extend(
+                    records
+                        .drain(..)
+                        .zip(pending.drain(..))
+                        .map(|(r, m)| (item(r, m), why.clone(), attempt)),
+                );
             }
         }
         if pending.is_empty() {
@@ -478,7 +577,12 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                 p.name,
                 pending.len()
             );
-            dead.extend(pending.drain(..).map(|i| (i, last_error.clone(), attempt)));
+            dead.extend(
+                records
+                    .drain(..)
+                    .zip(pending.drain(..))
+                    .map(|(r, m)| (item(r, m), last_error.clone(), attempt)),
+            );
             break;
         }
         tracing::debug!(

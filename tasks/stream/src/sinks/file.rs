@@ -89,15 +89,15 @@ struct Part {
 struct Inner {
     part: Option<Part>,
     seq: u64,
-    /// The lines of a batch before their write, kept between batches: a fresh buffer each time
-    /// costs page faults (zeroed pages) as large as the batch.
-    buf: Vec<u8>,
 }
 
 pub struct FileSink {
     config: FileSinkConfig,
     instance: String,
     inner: Arc<Mutex<Inner>>,
+    /// The lines of a batch before their write, kept between batches: a fresh buffer each time
+    /// costs page faults (zeroed pages) as large as the batch.
+    spare: Arc<Mutex<Vec<u8>>>,
 }
 
 impl FileSink {
@@ -109,11 +109,8 @@ impl FileSink {
         Ok(FileSink {
             config: config.clone(),
             instance: instance.to_string(),
-            inner: Arc::new(Mutex::new(Inner {
-                part: None,
-                seq: 0,
-                buf: Vec::new(),
-            })),
+            inner: Arc::new(Mutex::new(Inner { part: None, seq: 0 })),
+            spare: Default::default(),
         })
     }
 
@@ -235,7 +232,7 @@ fn write_batch(
     config: &FileSinkConfig,
     instance: &str,
     inner: &mut Inner,
-    batch: &[SinkRecord],
+    lines: &[u8],
 ) -> Result<()> {
     if let Some(p) = &inner.part
         && (p.bytes >= config.max_bytes
@@ -268,10 +265,12 @@ fn write_batch(
     let Some(part) = inner.part.as_mut() else {
         return Err(Error::Unavailable("file sink: no open part".into()));
     };
-    let total: usize = batch.iter().map(|r| r.len() + 1).sum();
+    let total = lines.len();
     // One write of whole lines; on failure the part is abandoned (cut back to where it was)
     // and the batch is sent again into a new part.
-    let written = write_lines(&mut part.file, &mut inner.buf, batch)
+    let written = part
+        .file
+        .write_all(lines)
         .map_err(|e| ("write", e))
         .and_then(|()| {
             if config.fsync {
@@ -293,22 +292,6 @@ fn write_batch(
     }
     part.bytes += total as u64;
     Ok(())
-}
-
-/// Writes each record and a newline: copied into one buffer first (a vectored write of two
-/// slices a line costs the kernel more than the copy).
-fn write_lines(file: &mut File, buf: &mut Vec<u8>, batch: &[SinkRecord]) -> std::io::Result<()> {
-    buf.clear();
-    for r in batch {
-        buf.extend_from_slice(&r.json);
-        buf.push(b'\n');
-    }
-    let written = file.write_all(buf);
-    // A batch far larger than usual does not keep its memory.
-    if buf.capacity() > 16 << 20 {
-        *buf = Vec::new();
-    }
-    written
 }
 
 /// `YYYYMMDDTHHMMSSmmmZ`, UTC, from the system clock.
@@ -337,9 +320,32 @@ impl Sink for FileSink {
     }
 
     async fn send(&self, batch: &[SinkRecord]) -> Result<Sent> {
-        let batch = batch.to_vec();
-        self.blocking(move |config, instance, inner| write_batch(config, instance, inner, &batch))
-            .await?;
+        // Each record and a newline, copied into one buffer (a vectored write of two slices a
+        // line costs the kernel more than the copy).
+        let mut lines = std::mem::take(
+            &mut *self
+                .spare
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        lines.clear();
+        lines.reserve(batch.iter().map(|r| r.len() + 1).sum());
+        for r in batch {
+            lines.extend_from_slice(&r.json);
+            lines.push(b'\n');
+        }
+        let spare = self.spare.clone();
+        self.blocking(move |config, instance, inner| {
+            let written = write_batch(config, instance, inner, &lines);
+            // A batch far larger than usual does not keep its memory.
+            if lines.capacity() <= 16 << 20 {
+                *spare
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = lines;
+            }
+            written
+        })
+        .await?;
         Ok(Sent::all())
     }
 
