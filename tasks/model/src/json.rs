@@ -34,7 +34,7 @@ pub(crate) type EnvelopeRef<'a> = EnvelopeParts<'a, Option<&'a str>>;
 /// applied to `w ^ '"'`, `w ^ '\\'` and `w - 0x20`: its lowest set bit is exact (borrows only ever
 /// mark bytes above a true match), so `trailing_zeros / 8` is the index of the first special byte.
 #[inline]
-fn special_mask(w: u64) -> u64 {
+pub(crate) fn special_mask(w: u64) -> u64 {
     const LO: u64 = 0x0101_0101_0101_0101;
     const HI: u64 = 0x8080_8080_8080_8080;
     let zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
@@ -46,6 +46,27 @@ fn special_mask(w: u64) -> u64 {
 #[cfg(test)]
 fn special8(w: u64) -> bool {
     special_mask(w) != 0
+}
+
+/// The length of the run of `b` before its first byte that ends a plain string (see
+/// [`special_mask`]), eight bytes at a time.
+#[inline]
+pub(crate) fn plain_len(b: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(w) = b[i..].first_chunk::<8>() {
+        let m = special_mask(u64::from_le_bytes(*w));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        i += 1;
+    }
+    i
 }
 
 struct Cursor<'a> {

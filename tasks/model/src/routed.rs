@@ -297,11 +297,13 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     let b = s.as_bytes();
     out.push(b'"');
     let mut start = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c >= 0x20 && c != b'"' && c != b'\\' {
-            continue;
-        }
+    loop {
+        // The plain run up to the next byte to escape, copied at once.
+        let i = start + crate::json::plain_len(&b[start..]);
         out.extend_from_slice(&b[start..i]);
+        let Some(&c) = b.get(i) else {
+            break;
+        };
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
             b'\\' => out.extend_from_slice(b"\\\\"),
@@ -321,7 +323,6 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
         }
         start = i + 1;
     }
-    out.extend_from_slice(&b[start..]);
     out.push(b'"');
 }
 
@@ -362,6 +363,39 @@ pub fn write_rejected(
 mod tests {
     use super::*;
     use crate::normalize::Normalizer;
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let specials = [
+            "\"", "\\", "\n", "\r", "\t", "\u{8}", "\u{c}", "\u{1}", "\u{1f}", "ñ", "/",
+        ];
+        let mut cases = vec![
+            String::new(),
+            "plain".into(),
+            "exactly8".into(),
+            "é".repeat(9),
+        ];
+        // Each special byte at each position of strings around the eight-byte steps.
+        for len in [1, 7, 8, 9, 15, 16, 17, 40] {
+            for at in 0..len {
+                for sp in specials {
+                    let mut t: String = "a".repeat(at);
+                    t.push_str(sp);
+                    t.push_str(&"b".repeat(len - at));
+                    cases.push(t);
+                }
+            }
+        }
+        for t in cases {
+            let mut out = Vec::new();
+            json_str(&mut out, &t);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&t).unwrap(),
+                "{t:?}"
+            );
+        }
+    }
 
     /// The routed record as `serde_json` writes it: the reference of the hand-written writer.
     #[derive(Serialize)]

@@ -20,13 +20,22 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, secs: f64) {
+        self.observe_n(secs, 1);
+    }
+
+    /// `n` observations of `secs` at once.
+    pub fn observe_n(&self, secs: f64, n: u64) {
+        if n == 0 {
+            return;
+        }
         for (i, b) in BUCKETS.iter().enumerate() {
             if secs <= *b {
-                self.counts[i].fetch_add(1, Relaxed);
+                self.counts[i].fetch_add(n, Relaxed);
             }
         }
-        self.count.fetch_add(1, Relaxed);
-        self.sum_us.fetch_add((secs * 1e6) as u64, Relaxed);
+        self.count.fetch_add(n, Relaxed);
+        self.sum_us
+            .fetch_add(((secs * 1e6) as u64).saturating_mul(n), Relaxed);
     }
 
     /// The buckets' upper bounds (seconds), their cumulative counts, and the count.

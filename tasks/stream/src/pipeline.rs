@@ -71,6 +71,8 @@ pub struct Pipeline {
     /// `[[stream.alerts]]`, fed with every delivered round (the service evaluates them).
     pub alerts: Option<Arc<crate::alerts::Engine>>,
     seq: AtomicU64,
+    /// Hashes a batch's ids to find its copies: XXH3, seeded at random (ids are the senders').
+    hasher: xxhash_rust::xxh3::Xxh3Builder,
 }
 
 /// A random token naming this service instance (16 hex characters).
@@ -191,6 +193,8 @@ impl Pipeline {
             dedup_patience,
             alerts: None,
             seq: AtomicU64::new(0),
+            hasher: xxhash_rust::xxh3::Xxh3Builder::new()
+                .with_seed(getrandom::u64().unwrap_or_else(|_| crate::record::now_ms() as u64)),
         }
     }
 
@@ -265,13 +269,20 @@ impl Pipeline {
             }
         }
         // The first copy in the batch wins; the others are duplicates.
-        let mut seen = HashSet::with_capacity(events.len());
         let mut report = UnitsReport {
             outcome: Outcome::default(),
             failed: vec![None; n_units],
         };
-        events.retain(|(e, _)| {
-            let first = seen.insert(e.event_id.clone());
+        let first: Vec<bool> = {
+            let mut seen = HashSet::with_capacity_and_hasher(events.len(), self.hasher);
+            events
+                .iter()
+                .map(|(e, _)| seen.insert(e.event_id.as_ref()))
+                .collect()
+        };
+        let mut first = first.into_iter();
+        events.retain(|_| {
+            let first = first.next().unwrap_or(true);
             if !first {
                 report.outcome.duplicates += 1;
             }
@@ -578,13 +589,14 @@ impl Pipeline {
         let mut per_route: Vec<Vec<(SinkRecord, crate::routes::Done)>> =
             self.routes.iter().map(|_| Vec::new()).collect();
         let mut unrouted = 0;
+        let mut scratch = Vec::with_capacity(1024);
         for (e, u) in fresh.iter().map(|p| (&p.0, p.1)) {
             let mut routed = false;
             for (r, out) in self.routes.iter().zip(&mut per_route) {
                 if r.wants(e) {
                     routed = true;
                     let done = tickets[u].get_or_insert_with(Ticket::new).done();
-                    out.push((r.render(e)?, done));
+                    out.push((r.render_with(e, &mut scratch)?, done));
                 }
             }
             if !routed {

@@ -258,7 +258,14 @@ impl Route {
 
     /// The routed record of `e` as this route sends it (its PII policy applied).
     pub fn render(&self, e: &Event<'_>) -> Result<SinkRecord> {
-        let mut json = Vec::with_capacity(512);
+        self.render_with(e, &mut Vec::new())
+    }
+
+    /// [`Route::render`], written in `scratch` first (kept by the caller from record to
+    /// record): the record then takes one allocation of its exact size.
+    pub fn render_with(&self, e: &Event<'_>, scratch: &mut Vec<u8>) -> Result<SinkRecord> {
+        scratch.clear();
+        let json = scratch;
         let write = |e: &Event<'_>, json: &mut Vec<u8>| {
             bitacora_model::routed::write_event(e, json).map_err(|err| {
                 Error::Unavailable(format!(
@@ -268,10 +275,13 @@ impl Route {
             })
         };
         match &self.pii {
-            Some(p) => write(&p.apply(e), &mut json)?,
-            None => write(e, &mut json)?,
+            Some(p) => write(&p.apply(e), json)?,
+            None => write(e, json)?,
         }
-        Ok(SinkRecord::new(&*e.event_id, json))
+        Ok(SinkRecord::new(
+            &*e.event_id,
+            bytes::Bytes::copy_from_slice(json),
+        ))
     }
 
     /// Hands a record to the route, waiting while its buffer is full.
@@ -499,8 +509,8 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                 p.metrics
                     .delivered
                     .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                for (done, enqueued) in pending.drain(..) {
-                    p.metrics.latency.observe(enqueued.elapsed().as_secs_f64());
+                observe_latency(p, pending.iter().map(|m| m.1));
+                for (done, _) in pending.drain(..) {
                     done.complete();
                 }
                 records.clear();
@@ -528,7 +538,7 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                     match state[i] {
                         0 => {
                             p.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                            p.metrics.latency.observe(enqueued.elapsed().as_secs_f64());
+                            observe_latency(p, [enqueued]);
                             done.complete();
                         }
                         1 => {
@@ -597,6 +607,26 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
     }
     if !dead.is_empty() {
         dead_letter(p, dead).await;
+    }
+}
+
+/// Adds delivered records' times in the route to its latency histogram: one clock reading,
+/// and one observation per run of records handed over together (they share their `enqueued`).
+fn observe_latency(p: &RouteParts, enqueued: impl IntoIterator<Item = Instant>) {
+    let now = Instant::now();
+    let mut run: Option<(Instant, u64)> = None;
+    for t in enqueued {
+        match &mut run {
+            Some((at, n)) if *at == t => *n += 1,
+            _ => {
+                if let Some((at, n)) = run.replace((t, 1)) {
+                    p.metrics.latency.observe_n((now - at).as_secs_f64(), n);
+                }
+            }
+        }
+    }
+    if let Some((at, n)) = run {
+        p.metrics.latency.observe_n((now - at).as_secs_f64(), n);
     }
 }
 
