@@ -584,8 +584,8 @@ impl Pipeline {
         rejected: &[(bitacora_model::model::Rejected<'_>, i64, usize)],
         tickets: &mut [Option<Ticket>],
     ) -> Result<()> {
-        // Each route's records of the round, handed over together (one wait for room, one
-        // send).
+        // Each route's records of the round, handed over together (one wait for room and one
+        // send per chunk).
         let mut per_route: Vec<Vec<(SinkRecord, crate::routes::Done)>> =
             self.routes.iter().map(|_| Vec::new()).collect();
         let mut unrouted = 0;
@@ -597,6 +597,9 @@ impl Pipeline {
                     routed = true;
                     let done = tickets[u].get_or_insert_with(Ticket::new).done();
                     out.push((r.render_with(e, &mut scratch)?, done));
+                    if out.len() >= r.chunk_records() {
+                        r.enqueue_all(std::mem::take(out)).await?;
+                    }
                 }
             }
             if !routed {
@@ -623,6 +626,11 @@ impl Pipeline {
                 .map_or_else(|| crate::record::line_hash(&rej.raw), str::to_string);
             let done = tickets[*u].get_or_insert_with(Ticket::new).done();
             quarantined.push((SinkRecord::new(id, json), done));
+            if quarantined.len() >= self.quarantine.chunk_records() {
+                self.quarantine
+                    .enqueue_all(std::mem::take(&mut quarantined))
+                    .await?;
+            }
         }
         self.quarantine.enqueue_all(quarantined).await
     }

@@ -289,24 +289,34 @@ impl Route {
         self.enqueue_all(vec![(record, done)]).await
     }
 
+    /// The most records to hand over at once: rendered records wait in the caller until
+    /// then, so at most this many are held beyond the route's buffer.
+    pub fn chunk_records(&self) -> usize {
+        (self.capacity as usize).min(1024)
+    }
+
     /// Hands records to the route at once, waiting until its buffer has room for them (a
-    /// batch larger than the whole buffer waits for it to be empty).
+    /// batch larger than the whole buffer waits for it to be empty; callers hand over at most
+    /// [`Route::chunk_records`] at a time).
     pub async fn enqueue_all(&self, records: Vec<(SinkRecord, Done)>) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
         let stopped = || Error::Unavailable(format!("route {} stopped", self.name));
-        let n = u32::try_from(records.len()).unwrap_or(u32::MAX);
-        let room = self
+        let n = records.len() as u64;
+        // Waiting for room counts as time in the route, and as records buffered.
+        let enqueued = Instant::now();
+        self.metrics.buffered.fetch_add(n, Ordering::Relaxed);
+        let want = u32::try_from(records.len()).unwrap_or(u32::MAX);
+        let Ok(room) = self
             .room
             .clone()
-            .acquire_many_owned(n.min(self.capacity))
+            .acquire_many_owned(want.min(self.capacity))
             .await
-            .map_err(|_| stopped())?;
-        self.metrics
-            .buffered
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        let enqueued = Instant::now();
+        else {
+            self.metrics.buffered.fetch_sub(n, Ordering::Relaxed);
+            return Err(stopped());
+        };
         let items: Vec<RouteItem> = records
             .into_iter()
             .map(|(record, done)| RouteItem {
@@ -315,7 +325,6 @@ impl Route {
                 enqueued,
             })
             .collect();
-        let n = items.len() as u64;
         self.tx
             .send(Chunk {
                 items: items.into_iter(),
@@ -382,7 +391,11 @@ impl RouteParts {
     pub fn spawn(self) -> (Route, tokio::task::JoinHandle<()>) {
         // The channel holds chunks; the records in them are bounded by `room`.
         let (tx, rx) = mpsc::unbounded_channel();
-        let capacity = u32::try_from(self.buffer_records.max(1)).unwrap_or(u32::MAX);
+        let capacity = u32::try_from(
+            self.buffer_records
+                .clamp(1, tokio::sync::Semaphore::MAX_PERMITS),
+        )
+        .unwrap_or(u32::MAX);
         let route = Route {
             name: self.name.clone(),
             matches: self.matches.clone(),
