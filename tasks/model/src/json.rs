@@ -94,20 +94,7 @@ impl<'a> Cursor<'a> {
     /// Advances over string bytes that need no attention, eight at a time where it can.
     #[inline]
     fn skip_plain(&mut self) {
-        while let Some(w) = self.b[self.i..].first_chunk::<8>() {
-            let m = special_mask(u64::from_le_bytes(*w));
-            if m != 0 {
-                self.i += (m.trailing_zeros() / 8) as usize;
-                return;
-            }
-            self.i += 8;
-        }
-        while let Some(&c) = self.b.get(self.i) {
-            if c == b'"' || c == b'\\' || c < 0x20 {
-                break;
-            }
-            self.i += 1;
-        }
+        self.i += plain_len(&self.b[self.i..]);
     }
 
     #[inline]

@@ -419,10 +419,6 @@ async fn worker(p: RouteParts, mut rx: mpsc::UnboundedReceiver<Chunk>) {
     let mut queue: std::collections::VecDeque<Chunk> = std::collections::VecDeque::new();
     let mut closed = false;
     loop {
-        // Finished chunks give their room back.
-        while queue.front().is_some_and(|c| c.items.len() == 0) {
-            queue.pop_front();
-        }
         if queue.is_empty() {
             if closed {
                 break;
@@ -482,6 +478,7 @@ async fn worker(p: RouteParts, mut rx: mpsc::UnboundedReceiver<Chunk>) {
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
+        // Finished chunks give their room back before the batch is delivered.
         while queue.front().is_some_and(|c| c.items.len() == 0) {
             queue.pop_front();
         }
@@ -518,16 +515,6 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
         let mut retry_idx: Vec<usize> = Vec::new();
         let mut last_error = String::new();
         match p.sink.send(&records).await {
-            Ok(sent) if sent.is_complete() => {
-                p.metrics
-                    .delivered
-                    .fetch_add(pending.len() as u64, Ordering::Relaxed);
-                observe_latency(p, pending.iter().map(|m| m.1));
-                for (done, _) in pending.drain(..) {
-                    done.complete();
-                }
-                records.clear();
-            }
             Ok(sent) => {
                 let mut state = vec![0u8; pending.len()]; // 0 delivered, 1 retry, 2 rejected
                 for i in &sent.retry {
@@ -544,14 +531,14 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                 }
                 let mut keep = Vec::new();
                 let mut keep_records = Vec::new();
+                let mut delivered = Vec::with_capacity(pending.len());
                 let all = std::mem::take(&mut records)
                     .into_iter()
                     .zip(std::mem::take(&mut pending));
                 for (i, (record, (done, enqueued))) in all.enumerate() {
                     match state[i] {
                         0 => {
-                            p.metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                            observe_latency(p, [enqueued]);
+                            delivered.push(enqueued);
                             done.complete();
                         }
                         1 => {
@@ -565,6 +552,10 @@ async fn deliver(p: &RouteParts, batch: Vec<RouteItem>) {
                         )),
                     }
                 }
+                p.metrics
+                    .delivered
+                    .fetch_add(delivered.len() as u64, Ordering::Relaxed);
+                observe_latency(p, delivered);
                 retry_idx.extend(0..keep.len());
                 pending = keep;
                 records = keep_records;
