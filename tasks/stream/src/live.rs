@@ -101,6 +101,25 @@ fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, label: &str) -> &'m m
     map.get_mut(key).expect("inserted above")
 }
 
+/// Counts of a round's labels (events, errors), in order of first appearance.
+#[derive(Default)]
+struct Tally<'e> {
+    counts: Vec<(&'e str, u64, u64)>,
+    index: std::collections::HashMap<crate::hashing::Key<'e>, usize, crate::hashing::Hashed>,
+}
+
+impl<'e> Tally<'e> {
+    fn add(&mut self, label: &'e str, error: bool) {
+        let key = crate::hashing::Hashed::key(label);
+        let i = *self.index.entry(key).or_insert_with(|| {
+            self.counts.push((label, 0, 0));
+            self.counts.len() - 1
+        });
+        self.counts[i].1 += 1;
+        self.counts[i].2 += u64::from(error);
+    }
+}
+
 fn text(v: &Option<std::borrow::Cow<'_, str>>) -> String {
     v.as_deref().unwrap_or_default().to_string()
 }
@@ -112,27 +131,36 @@ impl Live {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Counts delivered events.
+    /// Counts delivered events: tallied here first (a round has few distinct labels), then
+    /// added to the aggregates under the lock, label by label in order of first appearance (so
+    /// that the cap keeps the labels it would keep counting record by record).
     pub fn observe<'e, 'a: 'e>(&self, events: impl IntoIterator<Item = &'e Event<'a>>) {
-        let mut inner = self.lock();
+        let mut types = Tally::default();
+        let mut versions = Tally::default();
         // Only the latest LATEST errors are kept: the others are counted, not copied.
         let mut errors: std::collections::VecDeque<&Event<'a>> = Default::default();
         for e in events {
-            let kind = e.event_type.as_deref().unwrap_or("(none)");
-            *entry(&mut inner.event_types, kind) += 1;
+            types.add(e.event_type.as_deref().unwrap_or("(none)"), false);
             let error = is_error(e);
-            let v = entry(
-                &mut inner.app_versions,
-                e.app_version.as_deref().unwrap_or("(none)"),
-            );
-            v.events += 1;
+            versions.add(e.app_version.as_deref().unwrap_or("(none)"), error);
             if error {
-                v.errors += 1;
                 if errors.len() == LATEST {
                     errors.pop_front();
                 }
                 errors.push_back(e);
             }
+        }
+        if types.counts.is_empty() {
+            return;
+        }
+        let mut inner = self.lock();
+        for (label, n, _) in types.counts {
+            *entry(&mut inner.event_types, label) += n;
+        }
+        for (label, n, errs) in versions.counts {
+            let v = entry(&mut inner.app_versions, label);
+            v.events += n;
+            v.errors += errs;
         }
         for e in errors {
             if inner.errors.len() == LATEST {
@@ -232,18 +260,41 @@ mod tests {
     #[test]
     fn labels_past_the_cap_are_counted_as_other_and_lists_keep_the_latest() {
         let live = Live::default();
-        let many: Vec<_> = (0..MAX_LABELS + 10)
+        let mut many: Vec<_> = (0..MAX_LABELS + 10)
             .map(|i| event(&format!("t{i}"), "1", "ERROR"))
             .collect();
+        // Labels seen again in the same round: a kept one is counted under its name, one past
+        // the cap under OTHER (the first labels to appear are the ones kept).
+        many.push(event("t0", "1", "INFO"));
+        many.push(event(&format!("t{}", MAX_LABELS + 2), "1", "INFO"));
+        many.push(event(&format!("t{}", MAX_LABELS + 9), "1", "ERROR"));
         live.observe(&many);
         let v = live.view();
         assert_eq!(v.event_types.len(), MAX_LABELS + 1);
-        assert_eq!(v.event_types[OTHER], 10);
+        assert_eq!(v.event_types["t0"], 2);
+        assert_eq!(v.event_types[&format!("t{}", MAX_LABELS - 1)], 1);
+        assert!(!v.event_types.contains_key(&format!("t{MAX_LABELS}")));
+        assert_eq!(v.event_types[OTHER], 12);
         assert_eq!(v.event_types.values().sum::<u64>(), many.len() as u64);
+        assert_eq!(
+            v.app_versions["1"],
+            VersionCounts {
+                events: many.len() as u64,
+                errors: many.len() as u64 - 2
+            }
+        );
         assert_eq!(v.latest_errors.len(), LATEST);
         assert_eq!(
             v.latest_errors[0].event_type,
             format!("t{}", MAX_LABELS + 9)
+        );
+        assert_eq!(
+            v.latest_errors[1].event_type,
+            format!("t{}", MAX_LABELS + 9)
+        );
+        assert_eq!(
+            v.latest_errors[2].event_type,
+            format!("t{}", MAX_LABELS + 8)
         );
     }
 }

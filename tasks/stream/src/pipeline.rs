@@ -16,6 +16,7 @@ use bitacora_model::normalize::Normalizer;
 use serde::Serialize;
 
 use crate::dedup::{Claim, DedupStore, Key};
+use crate::hashing::Hashed;
 use crate::metrics::Metrics;
 use crate::record::{Incoming, SinkRecord};
 use crate::routes::{Route, Ticket};
@@ -71,8 +72,6 @@ pub struct Pipeline {
     /// `[[stream.alerts]]`, fed with every delivered round (the service evaluates them).
     pub alerts: Option<Arc<crate::alerts::Engine>>,
     seq: AtomicU64,
-    /// Hashes a batch's ids to find its copies: XXH3, seeded at random (ids are the senders').
-    hasher: xxhash_rust::xxh3::Xxh3Builder,
 }
 
 /// A random token naming this service instance (16 hex characters).
@@ -193,8 +192,6 @@ impl Pipeline {
             dedup_patience,
             alerts: None,
             seq: AtomicU64::new(0),
-            hasher: xxhash_rust::xxh3::Xxh3Builder::new()
-                .with_seed(getrandom::u64().unwrap_or_else(|_| crate::record::now_ms() as u64)),
         }
     }
 
@@ -274,10 +271,10 @@ impl Pipeline {
             failed: vec![None; n_units],
         };
         let first: Vec<bool> = {
-            let mut seen = HashSet::with_capacity_and_hasher(events.len(), self.hasher);
+            let mut seen = HashSet::with_capacity_and_hasher(events.len(), Hashed::default());
             events
                 .iter()
-                .map(|(e, _)| seen.insert(e.event_id.as_ref()))
+                .map(|(e, _)| seen.insert(Hashed::key(&e.event_id)))
                 .collect()
         };
         let mut first = first.into_iter();

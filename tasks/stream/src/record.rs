@@ -186,15 +186,13 @@ struct LooseEnvelope<'a> {
 
 /// The dedup key of a record without ids: `h:` and 128 bits of XXH3 of its text.
 pub fn line_hash(line: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let h = xxh3_128(line.as_bytes());
-    let mut b = [0u8; 34];
-    b[0] = b'h';
-    b[1] = b':';
-    for (i, c) in b[2..].iter_mut().enumerate() {
-        *c = HEX[((h >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    std::str::from_utf8(&b).unwrap_or_default().to_owned()
+    let mut hex = [0u8; 32];
+    // 16 bytes always fit 32 hex digits.
+    let _ = hex::encode_to_slice(xxh3_128(line.as_bytes()).to_be_bytes(), &mut hex);
+    let mut id = String::with_capacity(34);
+    id.push_str("h:");
+    id.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    id
 }
 
 /// Milliseconds since the epoch, now.

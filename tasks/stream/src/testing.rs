@@ -64,6 +64,8 @@ pub struct Redis {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// Serves TLS only (`rediss://`), with a certificate of a private CA ([`Redis::ca_file`]).
+    tls: bool,
 }
 
 impl Redis {
@@ -73,13 +75,89 @@ impl Redis {
             port,
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            tls: false,
         };
         r.spawn();
         r
     }
 
+    /// A server that speaks TLS only (as ElastiCache with in-transit encryption does), its
+    /// certificate (for `127.0.0.1`) signed by a private CA made for it with `openssl`.
+    pub fn start_tls() -> Redis {
+        let mut r = Redis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            tls: true,
+        };
+        let d = r.dir.path();
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let steps: [Vec<&str>; 3] = [
+            [
+                &["req", "-x509"][..],
+                &ec,
+                &["-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+            [
+                &["req"][..],
+                &ec,
+                &["-keyout", "server.key", "-out", "server.csr"],
+            ]
+            .concat(),
+            vec![
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-extfile",
+                "server.ext",
+            ],
+        ];
+        for (i, args) in steps.iter().enumerate() {
+            let subject = ["/CN=bitacora test CA", "/CN=127.0.0.1", ""][i];
+            let mut c = Command::new("openssl");
+            c.args(args).args(["-days", "2"]).current_dir(d);
+            if !subject.is_empty() {
+                c.args(["-subj", subject]);
+            }
+            let out = c.output().expect("openssl must be installed");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        r.spawn();
+        r
+    }
+
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
+    }
+
+    /// The PEM file of the CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// A stand-in holding no server (to move a running one into a thread).
@@ -88,24 +166,37 @@ impl Redis {
             port: 0,
             child: None,
             dir: tempfile::tempdir().unwrap(),
+            tls: false,
         }
     }
 
     fn spawn(&mut self) {
         use std::os::unix::process::CommandExt;
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let port = self.port.to_string();
+        let d = self.dir.path();
+        let mut cmd = Command::new("redis-server");
+        match self.tls {
+            false => cmd.args(["--port", &port]),
+            true => cmd
+                .args([
+                    "--port",
+                    "0",
+                    "--tls-port",
+                    &port,
+                    "--tls-auth-clients",
+                    "no",
+                ])
+                .arg("--tls-cert-file")
+                .arg(d.join("server.pem"))
+                .arg("--tls-key-file")
+                .arg(d.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(d.join("ca.pem")),
+        };
+        let child = cmd
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(self.dir.path())
+            .arg(d)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -114,7 +205,13 @@ impl Redis {
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            // A TLS server is ready once it listens (a plain PING would not be understood).
+            if self.tls && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                && !self.tls
+            {
                 use std::io::{Read, Write};
                 let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut buf = [0u8; 16];

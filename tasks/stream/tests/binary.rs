@@ -1,6 +1,7 @@
 //! The `bitacora-stream` binary as an operator runs it: SIGTERM drains and exits 0 with its
 //! report; kill -9 mid-stream and a restart lose nothing (producers send unacknowledged batches
-//! again, the Redis window filters what was delivered before the kill).
+//! again, the Redis window filters what was delivered before the kill); a dedup Redis reached
+//! over TLS.
 
 mod support;
 
@@ -29,6 +30,34 @@ sink = {{ kind = "file", path = "{d}/out", max_age_secs = 3600 }}
     )
     .unwrap();
     path
+}
+
+/// ElastiCache with in-transit encryption: a `rediss://` dedup URL, the server's certificate
+/// checked against the roots `SSL_CERT_FILE` names (here the private CA that signed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_over_tls_filters_records_sent_again() {
+    let redis = Redis::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path(), &redis.url());
+    let ca = redis.ca_file().display().to_string();
+    let mut svc = StreamBinary::start(&config, free_port(), &[("SSL_CERT_FILE", &ca)]);
+    let client = reqwest::Client::new();
+    let lines: Vec<String> = (0..50).map(|i| message(i, "tap")).collect();
+    let budget = Duration::from_secs(30);
+    let first = post_until_ok(&client, &svc.url(), &lines, budget).await;
+    assert_eq!(
+        (first["accepted"].as_u64(), first["duplicates"].as_u64()),
+        (Some(50), Some(0))
+    );
+    let again = post_until_ok(&client, &svc.url(), &lines, budget).await;
+    assert_eq!(
+        (again["accepted"].as_u64(), again["duplicates"].as_u64()),
+        (Some(0), Some(50))
+    );
+    let (code, out) = svc.signal(libc::SIGTERM);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(jsonl(&tmp.path().join("out")).len(), 50);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -78,6 +78,12 @@ pub(crate) async fn connect(
     key: &str,
     store: &'static str,
 ) -> Result<ConnectionManager> {
+    if url.starts_with("rediss://") {
+        // rustls needs one process-wide crypto provider: the builds with the AWS SDK link two
+        // (aws-lc-rs and ring), so it is chosen here. Already chosen (by an earlier call or
+        // another TLS client) is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
     let client = redis::Client::open(url).map_err(|e| {
         Error::config(
             key,
@@ -146,19 +152,14 @@ impl RedisDedup {
     /// Writes into `out` the name of the Redis key where `k` lives: the key of its own, or the
     /// window's hash it is a field of. `Some((window, shard))` for the latter.
     fn place(&self, k: &Key<'_>, out: &mut String) -> Option<(i64, u64)> {
-        use std::fmt::Write;
         out.clear();
-        out.push_str(&self.prefix);
-        match k.time_us {
-            Some(t) => {
-                let bucket = (
-                    t.div_euclid(WINDOW_US),
-                    xxhash_rust::xxh3::xxh3_64(k.id.as_bytes()) % SHARDS,
-                );
-                let _ = write!(out, "#w{}:{}", bucket.0, bucket.1);
-                Some(bucket)
+        match bucket(k) {
+            Some(b) => {
+                self.hash_name(b, out);
+                Some(b)
             }
             None => {
+                out.push_str(&self.prefix);
                 if k.id.starts_with('#') {
                     out.push('#');
                 }
@@ -166,6 +167,12 @@ impl RedisDedup {
                 None
             }
         }
+    }
+
+    /// Appends to `out` the name of a window's hash: `<prefix>#w<window>:<shard>`.
+    fn hash_name(&self, (window, shard): (i64, u64), out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}#w{window}:{shard}", self.prefix);
     }
 
     /// The status key of a round.
@@ -184,6 +191,23 @@ impl RedisDedup {
             .arg(self.claim_ms)
             .ignore();
     }
+}
+
+/// The window's hash a key with a time of its own is a field of: `(window, shard)`.
+fn bucket(k: &Key<'_>) -> Option<(i64, u64)> {
+    k.time_us.map(|t| {
+        (
+            t.div_euclid(WINDOW_US),
+            xxhash_rust::xxh3::xxh3_64(k.id.as_bytes()) % SHARDS,
+        )
+    })
+}
+
+/// A command of `args` words (its name included) whose bytes add up to about `bytes`, built without regrowing.
+fn command(name: &str, args: usize, bytes: usize) -> redis::Cmd {
+    let mut c = redis::Cmd::with_capacity(args, name.len() + bytes + 24);
+    c.arg(name);
+    c
 }
 
 /// What a round's status key says.
@@ -214,33 +238,51 @@ impl DedupStore for RedisDedup {
             return Ok(Vec::new());
         }
         let mut name = String::with_capacity(self.prefix.len() + 64);
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
         // The status first: whoever finds a key of this round finds its status.
         self.write_pending(&mut pipe, owner);
-        let mut buckets = HashSet::new();
+        // The round's hashes, each named once (a live round's records fall in a few).
+        let mut hashes: HashMap<(i64, u64), String> = HashMap::new();
+        let ttl = self.ttl_ms.to_string();
         for k in keys {
-            match self.place(k, &mut name) {
-                // The round's first field of a hash: written together with the hash's expiry.
-                Some(bucket) if buckets.insert(bucket) => {
-                    pipe.cmd("EVAL")
-                        .arg(FIRST_FIELD)
-                        .arg(1)
-                        .arg(name.as_bytes())
-                        .arg(k.id)
-                        .arg(owner)
-                        .arg(self.ttl_ms);
-                }
-                Some(_) => {
-                    pipe.cmd("HSETNX").arg(name.as_bytes()).arg(k.id).arg(owner);
+            match bucket(k) {
+                Some(b) => {
+                    let (first, hash) = match hashes.entry(b) {
+                        std::collections::hash_map::Entry::Occupied(e) => (false, e.into_mut()),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            let mut n = String::with_capacity(self.prefix.len() + 24);
+                            self.hash_name(b, &mut n);
+                            (true, e.insert(n))
+                        }
+                    };
+                    let bytes = hash.len() + k.id.len() + owner.len();
+                    if first {
+                        // The round's first field of a hash: written together with the
+                        // hash's expiry.
+                        let mut c = command("EVAL", 7, FIRST_FIELD.len() + bytes + ttl.len());
+                        c.arg(FIRST_FIELD)
+                            .arg(1)
+                            .arg(hash.as_bytes())
+                            .arg(k.id)
+                            .arg(owner)
+                            .arg(&ttl);
+                        pipe.add_command(c);
+                    } else {
+                        let mut c = command("HSETNX", 4, bytes);
+                        c.arg(hash.as_bytes()).arg(k.id).arg(owner);
+                        pipe.add_command(c);
+                    }
                 }
                 None => {
-                    pipe.cmd("SET")
-                        .arg(name.as_bytes())
+                    self.place(k, &mut name);
+                    let mut c = command("SET", 7, name.len() + owner.len() + ttl.len() + 10);
+                    c.arg(name.as_bytes())
                         .arg(owner)
                         .arg("NX")
                         .arg("PX")
-                        .arg(self.ttl_ms)
+                        .arg(&ttl)
                         .arg("GET");
+                    pipe.add_command(c);
                 }
             }
         }

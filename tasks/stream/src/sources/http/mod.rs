@@ -62,6 +62,19 @@ fn retry_later(status: StatusCode, message: impl Into<String>, secs: u64) -> Res
     r
 }
 
+/// The lines of `text` (as `split('\n')`, found with memchr: a `\n` byte is always a character
+/// boundary in UTF-8).
+fn lines(text: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    memchr::memchr_iter(b'\n', text.as_bytes())
+        .chain(std::iter::once(text.len()))
+        .filter_map(move |end| {
+            let line = text.get(start..end);
+            start = end + 1;
+            line
+        })
+}
+
 /// Compares in time independent of where the first difference is.
 fn same_token(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -208,8 +221,7 @@ impl HttpSource {
         // One UTF-8 check of the whole body (the usual case); line by line, with
         // replacement characters, only for a body that is not valid UTF-8.
         let records: Vec<_> = match std::str::from_utf8(&text) {
-            Ok(text) => text
-                .split('\n')
+            Ok(text) => lines(text)
                 .map(|l| l.strip_suffix('\r').unwrap_or(l))
                 .filter(|l| !l.bytes().all(|b| b.is_ascii_whitespace()))
                 .map(|l| envelope_of_line(l, received, &log_stream))
@@ -295,5 +307,17 @@ impl StreamSource for HttpSource {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lines_are_split_as_str_split_does() {
+        for text in ["", "\n", "a", "a\n", "a\nb", "\n\na\r\né\n\nb\n", "ü\n€"] {
+            let ours: Vec<&str> = super::lines(text).collect();
+            let std: Vec<&str> = text.split('\n').collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
     }
 }
