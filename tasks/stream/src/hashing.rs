@@ -40,10 +40,8 @@ impl Hasher for Hashed {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is used; anything else is folded in (never a constant hash).
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
+        // Keys write their hash with `write_u64`; anything else is hashed as bytes, seeded.
+        self.0 = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.0 ^ *SEED);
     }
     fn write_u64(&mut self, n: u64) {
         self.0 = n;

@@ -197,7 +197,10 @@ impl Redis {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(d)
-            .stdout(Stdio::null())
+            .stdout(
+                std::fs::File::create(d.join("redis.log"))
+                    .map_or_else(|_| Stdio::null(), Stdio::from),
+            )
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
@@ -205,13 +208,17 @@ impl Redis {
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            // A TLS server is ready once it listens (a plain PING would not be understood).
-            if self.tls && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!("redis-server exited at start ({status}): {log}");
             }
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port))
-                && !self.tls
-            {
+            // A TLS server is ready once it listens (a plain PING would not be understood).
+            if self.tls {
+                if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                    return;
+                }
+            } else if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
                 use std::io::{Read, Write};
                 let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut buf = [0u8; 16];

@@ -78,12 +78,10 @@ pub(crate) async fn connect(
     key: &str,
     store: &'static str,
 ) -> Result<ConnectionManager> {
-    if url.starts_with("rediss://") {
-        // rustls needs one process-wide crypto provider: the builds with the AWS SDK link two
-        // (aws-lc-rs and ring), so it is chosen here. Already chosen (by an earlier call or
-        // another TLS client) is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    // TLS (`rediss://`, `valkeys://`, any case) needs rustls's process-wide crypto provider:
+    // the builds with the AWS SDK link two (aws-lc-rs and ring), so rustls cannot pick one by
+    // itself. Chosen here whatever the URL; already chosen (an earlier call) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = redis::Client::open(url).map_err(|e| {
         Error::config(
             key,
