@@ -18,6 +18,7 @@ pub mod config;
 pub mod crypto;
 pub mod date;
 pub mod error;
+pub mod hash;
 #[cfg(feature = "aws")]
 pub mod kms;
 pub mod lake;

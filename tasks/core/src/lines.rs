@@ -100,18 +100,25 @@ pub fn for_each_text_line<E>(
     })
 }
 
+/// The byte range of every line of `chunk` (without its `\n`; no empty line after a final `\n`).
+/// A `\n` is a character boundary in UTF-8: the ranges of valid text slice it into valid text.
+pub fn line_ranges(chunk: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut from = 0;
+    memchr::memchr_iter(b'\n', chunk)
+        .chain((!chunk.is_empty() && !chunk.ends_with(b"\n")).then_some(chunk.len()))
+        .map(move |end| {
+            let line = from..end;
+            from = end + 1;
+            line
+        })
+}
+
 /// Calls `each` with the byte range of every line of `chunk`.
 fn split_lines<E>(
     chunk: &[u8],
     mut each: impl FnMut(usize, usize) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut from = 0;
-    while from < chunk.len() {
-        let end = memchr::memchr(b'\n', &chunk[from..]).map_or(chunk.len(), |i| from + i);
-        each(from, end)?;
-        from = end + 1;
-    }
-    Ok(())
+    line_ranges(chunk).try_for_each(|r| each(r.start, r.end))
 }
 
 /// What [`for_each_chunk`] hands over.
@@ -228,6 +235,18 @@ fn read<E>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn line_ranges_are_the_lines_before_each_newline() {
+        for text in ["", "\n", "a", "a\n", "a\nb", "\n\na\r\né\n\nb\n", "ü\n€"] {
+            let ours: Vec<&str> = line_ranges(text.as_bytes()).map(|r| &text[r]).collect();
+            let mut std: Vec<&str> = text.split('\n').collect();
+            if text.is_empty() || text.ends_with('\n') {
+                std.pop();
+            }
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+
     use super::*;
 
     fn lines(input: &[u8], block: usize) -> Vec<String> {

@@ -19,7 +19,6 @@ pub mod config;
 pub mod dashboard;
 pub mod dedup;
 pub mod error;
-mod hashing;
 pub mod live;
 pub mod loadgen;
 pub mod metrics;

@@ -102,16 +102,24 @@ fn entry<'m, V: Default>(map: &'m mut BTreeMap<String, V>, label: &str) -> &'m m
 }
 
 /// Counts of a round's labels (events, errors), in order of first appearance.
-#[derive(Default)]
 struct Tally<'e> {
     counts: Vec<(&'e str, u64, u64)>,
-    index: std::collections::HashMap<crate::hashing::Key<'e>, usize, crate::hashing::Hashed>,
+    index: std::collections::HashMap<&'e str, usize, bitacora_core::hash::Seeded>,
+}
+
+impl Default for Tally<'_> {
+    fn default() -> Self {
+        Tally {
+            counts: Vec::new(),
+            // Labels are the senders': hashed with this process's seed.
+            index: std::collections::HashMap::with_hasher(bitacora_core::hash::Seeded::random()),
+        }
+    }
 }
 
 impl<'e> Tally<'e> {
     fn add(&mut self, label: &'e str, error: bool) {
-        let key = crate::hashing::Hashed::key(label);
-        let i = *self.index.entry(key).or_insert_with(|| {
+        let i = *self.index.entry(label).or_insert_with(|| {
             self.counts.push((label, 0, 0));
             self.counts.len() - 1
         });

@@ -16,7 +16,6 @@ use bitacora_model::normalize::Normalizer;
 use serde::Serialize;
 
 use crate::dedup::{Claim, DedupStore, Key};
-use crate::hashing::Hashed;
 use crate::metrics::Metrics;
 use crate::record::{Incoming, SinkRecord};
 use crate::routes::{Route, Ticket};
@@ -271,10 +270,14 @@ impl Pipeline {
             failed: vec![None; n_units],
         };
         let first: Vec<bool> = {
-            let mut seen = HashSet::with_capacity_and_hasher(events.len(), Hashed::default());
+            // Ids are the senders': hashed with this process's seed.
+            let mut seen = HashSet::with_capacity_and_hasher(
+                events.len(),
+                bitacora_core::hash::Seeded::random(),
+            );
             events
                 .iter()
-                .map(|(e, _)| seen.insert(Hashed::key(&e.event_id)))
+                .map(|(e, _)| seen.insert(e.event_id.as_ref()))
                 .collect()
         };
         let mut first = first.into_iter();

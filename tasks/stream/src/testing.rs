@@ -103,39 +103,56 @@ impl Redis {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
         ];
-        let steps: [Vec<&str>; 3] = [
-            [
-                &["req", "-x509"][..],
-                &ec,
-                &["-keyout", "ca.key", "-out", "ca.pem"],
-            ]
-            .concat(),
-            [
-                &["req"][..],
-                &ec,
-                &["-keyout", "server.key", "-out", "server.csr"],
-            ]
-            .concat(),
-            vec![
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-extfile",
-                "server.ext",
-            ],
+        // (arguments, subject): the CA, the server's key and request, the CA signing it.
+        let days = ["-days", "2"];
+        let steps: [(Vec<&str>, &str); 3] = [
+            (
+                [
+                    &["req", "-x509"][..],
+                    &ec,
+                    &days,
+                    &["-keyout", "ca.key", "-out", "ca.pem"],
+                ]
+                .concat(),
+                "/CN=bitacora test CA",
+            ),
+            (
+                [
+                    &["req"][..],
+                    &ec,
+                    &["-keyout", "server.key", "-out", "server.csr"],
+                ]
+                .concat(),
+                "/CN=127.0.0.1",
+            ),
+            (
+                [
+                    &[
+                        "x509",
+                        "-req",
+                        "-in",
+                        "server.csr",
+                        "-CA",
+                        "ca.pem",
+                        "-CAkey",
+                        "ca.key",
+                    ][..],
+                    &days,
+                    &[
+                        "-CAcreateserial",
+                        "-out",
+                        "server.pem",
+                        "-extfile",
+                        "server.ext",
+                    ],
+                ]
+                .concat(),
+                "",
+            ),
         ];
-        for (i, args) in steps.iter().enumerate() {
-            let subject = ["/CN=bitacora test CA", "/CN=127.0.0.1", ""][i];
+        for (args, subject) in &steps {
             let mut c = Command::new("openssl");
-            c.args(args).args(["-days", "2"]).current_dir(d);
+            c.args(args).current_dir(d);
             if !subject.is_empty() {
                 c.args(["-subj", subject]);
             }

@@ -11,31 +11,14 @@ use std::collections::hash_map::Entry;
 use arrow::array::{Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow::datatypes::Int64Type;
 use bitacora_core::{Error, Result};
-use std::hash::{BuildHasherDefault, Hasher};
-
-use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::batch::{SRC_ID, SRC_TS};
 
 /// (batch, row) of a kept row.
 pub type RowRef = (usize, usize);
 
-/// Hashes a `str` key with one call of XXH3 (the streaming hasher behind `Hash for str` costs more
-/// than the hash itself for short ids); the `0xff` terminator `str` adds is not needed for one key.
-#[derive(Default)]
-struct OneShot(u64);
-
-impl Hasher for OneShot {
-    fn write(&mut self, bytes: &[u8]) {
-        self.0 = xxh3_64_with_seed(bytes, self.0);
-    }
-    fn write_u8(&mut self, _: u8) {}
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type Keys = BuildHasherDefault<OneShot>;
+/// A bucket's maps: one XXH3 call per key, seed 0.
+type Keys = bitacora_core::hash::Seeded;
 
 struct Cols<'a> {
     id: &'a StringArray,

@@ -23,6 +23,7 @@ use super::StreamSource;
 use crate::Result;
 use crate::pipeline::Pipeline;
 use crate::record::{envelope_of_line, now_ms};
+use bitacora_core::lines::line_ranges;
 
 pub type Body = Full<Bytes>;
 
@@ -60,19 +61,6 @@ fn retry_later(status: StatusCode, message: impl Into<String>, secs: u64) -> Res
             .unwrap_or(hyper::header::HeaderValue::from_static("1")),
     );
     r
-}
-
-/// The lines of `text` (as `split('\n')`, found with memchr: a `\n` byte is always a character
-/// boundary in UTF-8).
-fn lines(text: &str) -> impl Iterator<Item = &str> {
-    let mut start = 0;
-    memchr::memchr_iter(b'\n', text.as_bytes())
-        .chain(std::iter::once(text.len()))
-        .filter_map(move |end| {
-            let line = text.get(start..end);
-            start = end + 1;
-            line
-        })
 }
 
 /// Compares in time independent of where the first difference is.
@@ -221,13 +209,14 @@ impl HttpSource {
         // One UTF-8 check of the whole body (the usual case); line by line, with
         // replacement characters, only for a body that is not valid UTF-8.
         let records: Vec<_> = match std::str::from_utf8(&text) {
-            Ok(text) => lines(text)
+            Ok(text) => line_ranges(text.as_bytes())
+                .map(|r| &text[r])
                 .map(|l| l.strip_suffix('\r').unwrap_or(l))
                 .filter(|l| !l.bytes().all(|b| b.is_ascii_whitespace()))
                 .map(|l| envelope_of_line(l, received, &log_stream))
                 .collect(),
-            Err(_) => text
-                .split(|b| *b == b'\n')
+            Err(_) => line_ranges(&text)
+                .map(|r| &text[r])
                 .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
                 .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
                 .map(|l| envelope_of_line(&String::from_utf8_lossy(l), received, &log_stream))
@@ -307,17 +296,5 @@ impl StreamSource for HttpSource {
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn lines_are_split_as_str_split_does() {
-        for text in ["", "\n", "a", "a\n", "a\nb", "\n\na\r\né\n\nb\n", "ü\n€"] {
-            let ours: Vec<&str> = super::lines(text).collect();
-            let std: Vec<&str> = text.split('\n').collect();
-            assert_eq!(ours, std, "{text:?}");
-        }
     }
 }
