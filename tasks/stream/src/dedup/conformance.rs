@@ -120,6 +120,34 @@ where
         );
     }
 
+    // Many keys of one moment in one call (a store filing keys by time puts them together,
+    // thousands in each of its places): the same answers, in order.
+    let d = make(long, long).await;
+    let keys: Vec<String> = (0..40_000).map(|i| format!("now-{i}")).collect();
+    fn timed(k: Keys, ids: &[String]) -> Vec<Key<'_>> {
+        ids.iter()
+            .map(|id| match k.timed {
+                Timed::None => Key::untimed(id),
+                _ => Key::timed(id, 1_796_083_200_000_000),
+            })
+            .collect()
+    }
+    let tenths: Vec<String> = keys.iter().step_by(10).cloned().collect();
+    assert!(
+        d.claim("a", &timed(k, &tenths))
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| *c == New)
+    );
+    d.commit("a", &timed(k, &tenths)).await.unwrap();
+    let got = d.claim("b", &timed(k, &keys)).await.unwrap();
+    assert_eq!(got.len(), keys.len());
+    for (i, c) in got.iter().enumerate() {
+        let want = if i.is_multiple_of(10) { Duplicate } else { New };
+        assert_eq!(*c, want, "{}: key {i} of one moment", d.kind());
+    }
+
     // A dead holder's claim expires; a seen key is forgotten after the TTL.
     let short = Duration::from_millis(400);
     let d = make(short, short).await;

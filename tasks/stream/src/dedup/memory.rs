@@ -188,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn passes_the_conformance_suite() {
         crate::dedup::conformance::run(|ttl, claim| async move {
-            std::sync::Arc::new(MemoryDedup::new(1000, ttl, claim))
+            std::sync::Arc::new(MemoryDedup::new(100_000, ttl, claim))
                 as std::sync::Arc<dyn DedupStore>
         })
         .await;

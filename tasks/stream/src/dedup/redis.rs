@@ -1,22 +1,23 @@
-//! `kind = "redis"` (ElastiCache in AWS): one command per new record. A batch round (an owner)
-//! writes its status key `<prefix>#b:<owner>` (`~` while it delivers, for `claim_secs`) and
-//! claims each record in the same pipeline:
+//! `kind = "redis"` (ElastiCache in AWS). A batch round (an owner) writes its status key
+//! `<prefix>#b:<owner>` (`~` while it delivers, for `claim_secs`) and claims its records in the
+//! same pipeline:
 //!
-//! - a record with a time of its own ([`Key::time_us`]: its copies all carry it) is a field of
-//!   the hash of its ten seconds and of one of 8 shards of its id, `<prefix>#w<window>:<shard>`:
-//!   `HSETNX <bucket> <id> <owner>` — no expiry per key, which is most of what a `SET … PX`
-//!   costs Redis (about half as many claims a second), and about 60 % of its memory. The
-//!   round's first field of each hash is written by a script that also gives the hash its
-//!   expiry (`PEXPIRE … ttl NX`, then `GT`: a new hash never lacks one, an older one is extended
-//!   before the round's other fields and never shortened by an instance with a shorter TTL);
+//! - records with a time of their own ([`Key::time_us`]: their copies all carry it) are fields
+//!   of the hash of their ten seconds and of one of 8 shards of their id,
+//!   `<prefix>#w<window>:<shard>`, claimed by one script call per hash and round (up to 1,000
+//!   fields): `HMGET` of the fields, `HSET` of the free ones to the owner, the hash's expiry
+//!   (`PEXPIRE … ttl NX`, then `GT`: a new hash never lacks one, an older one is extended and
+//!   never shortened by an instance with a shorter TTL), the taken ones and their holders
+//!   answered. No expiry per key, which is most of what a `SET … PX` costs Redis, and about 60 %
+//!   of its memory; one short answer per hash (only the taken fields) instead of one per record,
+//!   which was most of what the client spent;
 //! - a record stamped on arrival is a key of its own: `SET <prefix><id> <owner> NX PX ttl GET`
 //!   (Redis 7 or later); ids starting with `#` are written `##…`, so that no key of this kind is
 //!   ever named like a hash or a status (`#w…`, `#b:…`).
 //!
 //! Either way a key lives at least `ttl_secs` after its claim (a window's hash: after its latest
-//! claim). A field found taken costs one `HGET` more, for its holder. Committing the round is one
-//! `SET` of its status to `=` for the TTL, releasing it one `DEL`, renewing it one `PEXPIRE`. A
-//! key held by another owner is a duplicate if that owner committed, in flight while it
+//! claim). Committing the round is one `SET` of its status to `=` for the TTL, releasing it one
+//! `DEL`, renewing it one `PEXPIRE`. A key held by another owner is a duplicate if that owner committed, in flight while it
 //! delivers, and taken over (a compare-and-set script) once its status is gone (released, or its
 //! holder died and the status expired). Keys of records stamped on arrival written `=` by
 //! earlier versions (one `SET` per record at commit) still read as seen.
@@ -24,7 +25,7 @@
 //! The connection manager reconnects behind a dropped connection and hands the error to the
 //! caller, which retries (the pipeline holds the batch back meanwhile: nothing passes unchecked).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,11 +41,16 @@ const SEEN: &[u8] = b"=";
 const PENDING: &[u8] = b"~";
 /// Takes a key over from an owner whose status is gone: only if it still holds that owner.
 const TAKEOVER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 else return 0 end";
-/// A round's first field of a window's hash, with the hash's expiry in the same step: a new
-/// hash is never left without one, an older one is extended before the round's other fields
-/// (it cannot expire half-way through the round) and never shortened (`GT`: by an instance with
-/// a shorter window). Answers as `HSETNX` does.
-const FIRST_FIELD: &str = "local r = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) redis.call('PEXPIRE', KEYS[1], ARGV[3], 'NX') redis.call('PEXPIRE', KEYS[1], ARGV[3], 'GT') return r";
+/// Claims fields of a window's hash (`KEYS[1]`) for the owner `ARGV[1]`, with the hash's
+/// expiry `ARGV[2]` ms in the same step; answers the fields that were taken, as pairs of their
+/// place among the fields (from 1) and their holder — the others were free and are now the
+/// owner's. Two commands whatever the number of fields (per field, about what one `HSETNX`
+/// costs Redis), and one short answer to read instead of one per field. A new
+/// hash is never left without an expiry; an older one is extended, never shortened (`GT`: by an
+/// instance with a shorter window).
+const CLAIM: &str = "local h = redis.call('HMGET', KEYS[1], unpack(ARGV, 3)) local s, t = {}, {} for i = 1, #h do if h[i] then t[#t + 1] = i t[#t + 1] = h[i] else s[#s + 1] = ARGV[i + 2] s[#s + 1] = ARGV[1] end end if #s > 0 then redis.call('HSET', KEYS[1], unpack(s)) end redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX') redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT') return t";
+/// The most fields one [`CLAIM`] call takes (Lua's `unpack` is bounded by its C stack, 8,000).
+const CLAIM_FIELDS: usize = 1_000;
 /// The same as [`TAKEOVER`] for a field of a window's hash.
 const TAKEOVER_FIELD: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 else return 0 end";
 /// Shards of a window's hash: a live round (its records' times within seconds) writes to a
@@ -235,99 +241,107 @@ impl DedupStore for RedisDedup {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut name = String::with_capacity(self.prefix.len() + 64);
-        let mut pipe = redis::Pipeline::with_capacity(keys.len() + 1);
-        // The status first: whoever finds a key of this round finds its status.
-        self.write_pending(&mut pipe, owner);
-        // The round's hashes, each named once (a live round's records fall in a few).
-        let mut hashes: HashMap<(i64, u64), String> = HashMap::new();
-        let ttl = self.ttl_ms.to_string();
-        for k in keys {
+        // The round's timed keys by window hash, in order of first appearance (a live round's
+        // records fall in a few hashes): one script call per hash, up to CLAIM_FIELDS keys each.
+        let mut groups: Vec<((i64, u64), Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<(i64, u64), usize> = HashMap::new();
+        // The keys of their own, claimed one command each after the hashes' calls.
+        let mut own: Vec<usize> = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
             match bucket(k) {
                 Some(b) => {
-                    let (first, hash) = match hashes.entry(b) {
-                        std::collections::hash_map::Entry::Occupied(e) => (false, e.into_mut()),
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            let mut n = String::with_capacity(self.prefix.len() + 24);
-                            self.hash_name(b, &mut n);
-                            (true, e.insert(n))
-                        }
-                    };
-                    let bytes = hash.len() + k.id.len() + owner.len();
-                    if first {
-                        // The round's first field of a hash: written together with the
-                        // hash's expiry.
-                        let mut c = command("EVAL", 7, FIRST_FIELD.len() + bytes + ttl.len());
-                        c.arg(FIRST_FIELD)
-                            .arg(1)
-                            .arg(hash.as_bytes())
-                            .arg(k.id)
-                            .arg(owner)
-                            .arg(&ttl);
-                        pipe.add_command(c);
-                    } else {
-                        let mut c = command("HSETNX", 4, bytes);
-                        c.arg(hash.as_bytes()).arg(k.id).arg(owner);
-                        pipe.add_command(c);
-                    }
+                    let g = *group_of.entry(b).or_insert_with(|| {
+                        groups.push((b, Vec::new()));
+                        groups.len() - 1
+                    });
+                    groups[g].1.push(i);
                 }
-                None => {
-                    self.place(k, &mut name);
-                    let mut c = command("SET", 7, name.len() + owner.len() + ttl.len() + 10);
-                    c.arg(name.as_bytes())
-                        .arg(owner)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(&ttl)
-                        .arg("GET");
-                    pipe.add_command(c);
-                }
+                None => own.push(i),
             }
+        }
+        let mut name = String::with_capacity(self.prefix.len() + 64);
+        let mut pipe = redis::Pipeline::with_capacity(groups.len() + own.len() + 1);
+        // The status first: whoever finds a key of this round finds its status.
+        self.write_pending(&mut pipe, owner);
+        let ttl = self.ttl_ms.to_string();
+        // The keys each hash call claims, in the pipeline's order.
+        let mut calls: Vec<&[usize]> = Vec::new();
+        for (b, members) in &groups {
+            let mut hash = String::with_capacity(self.prefix.len() + 24);
+            self.hash_name(*b, &mut hash);
+            for chunk in members.chunks(CLAIM_FIELDS) {
+                let bytes = chunk.iter().map(|&i| keys[i].id.len()).sum::<usize>()
+                    + CLAIM.len()
+                    + hash.len()
+                    + owner.len()
+                    + ttl.len();
+                let mut c = command("EVAL", 6 + chunk.len(), bytes + 8 * chunk.len());
+                c.arg(CLAIM)
+                    .arg(1)
+                    .arg(hash.as_bytes())
+                    .arg(owner)
+                    .arg(&ttl);
+                for &i in chunk {
+                    c.arg(keys[i].id);
+                }
+                pipe.add_command(c);
+                calls.push(chunk);
+            }
+        }
+        for &i in &own {
+            self.place(&keys[i], &mut name);
+            let mut c = command("SET", 7, name.len() + owner.len() + ttl.len() + 10);
+            c.arg(name.as_bytes())
+                .arg(owner)
+                .arg("NX")
+                .arg("PX")
+                .arg(&ttl)
+                .arg("GET");
+            pipe.add_command(c);
         }
         let mut conn = self.conn.clone();
         let answers: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(err)?;
-        if answers.len() != keys.len() {
+        if answers.len() != calls.len() + own.len() {
             return Err(Error::Dedup {
                 store: "redis",
-                message: format!("{} answers to {} claims", answers.len(), keys.len()),
+                message: format!(
+                    "{} answers to {} commands",
+                    answers.len(),
+                    calls.len() + own.len()
+                ),
             });
         }
         // The holder of each key that was taken (`None`: the claim is this round's).
-        let mut previous: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
-        let mut taken_fields = Vec::new();
-        for (i, a) in answers.into_iter().enumerate() {
-            previous.push(match a {
-                redis::Value::Nil | redis::Value::Int(1) => None,
-                redis::Value::BulkString(holder) => Some(holder),
-                redis::Value::Int(0) => {
-                    taken_fields.push(i);
-                    None
-                }
-                other => {
-                    return Err(Error::Dedup {
-                        store: "redis",
-                        message: format!("unexpected answer to a claim: {other:?}"),
-                    });
-                }
-            });
-        }
-        // The holders of the fields that were taken: one HGET each, in one pipeline. A field
-        // gone meanwhile (its hash expired) is asked about again by the next round.
-        let mut vanished = HashSet::new();
-        if !taken_fields.is_empty() {
-            let mut pipe = redis::pipe();
-            for &i in &taken_fields {
-                self.place(&keys[i], &mut name);
-                pipe.cmd("HGET").arg(name.as_bytes()).arg(keys[i].id);
-            }
-            let holders: Vec<Option<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(err)?;
-            for (&i, h) in taken_fields.iter().zip(holders) {
-                match h {
-                    Some(h) => previous[i] = Some(h),
-                    None => {
-                        vanished.insert(i);
+        let mut previous: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let unexpected = |other: &redis::Value| Error::Dedup {
+            store: "redis",
+            message: format!(
+                "unexpected answer to a claim: {}",
+                bitacora_model::one_line(&format!("{other:?}"))
+            ),
+        };
+        let mut answers = answers.into_iter();
+        for (chunk, a) in calls.iter().zip(answers.by_ref()) {
+            let redis::Value::Array(taken) = a else {
+                return Err(unexpected(&a));
+            };
+            let mut taken = taken.into_iter();
+            while let Some(place) = taken.next() {
+                match (place, taken.next()) {
+                    (redis::Value::Int(n), Some(redis::Value::BulkString(holder)))
+                        if n >= 1 && (n as usize) <= chunk.len() =>
+                    {
+                        previous[chunk[n as usize - 1]] = Some(holder);
                     }
+                    (other, _) => return Err(unexpected(&other)),
                 }
+            }
+        }
+        for (&i, a) in own.iter().zip(answers) {
+            match a {
+                redis::Value::Nil => {}
+                redis::Value::BulkString(holder) => previous[i] = Some(holder),
+                other => return Err(unexpected(&other)),
             }
         }
         // The rounds holding the keys that were taken: one MGET of their statuses.
@@ -357,7 +371,6 @@ impl DedupStore for RedisDedup {
         let mut orphans = Vec::new();
         for (i, p) in previous.iter().enumerate() {
             out.push(match p.as_deref() {
-                None if vanished.contains(&i) => Claim::InFlight,
                 None => Claim::New,
                 Some(SEEN) => Claim::Duplicate,
                 Some(h) => match holders.get(h).copied().unwrap_or(Status::Gone) {
