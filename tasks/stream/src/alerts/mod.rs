@@ -11,6 +11,7 @@
 
 pub mod config;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering::Relaxed;
@@ -40,6 +41,16 @@ struct Bucket {
     start: u64,
     events: u64,
     hits: u64,
+    latency: Vec<u32>,
+}
+
+/// One group's counts in a round, before they are added to its window.
+struct RoundCounts<'e> {
+    /// The `group_by` field's value (`(none)` if the event has none; empty without `group_by`).
+    value: Cow<'e, str>,
+    events: u64,
+    hits: u64,
+    /// Per [`LATENCY_MS`] bucket, and one past the last bound (`latency_p95` only).
     latency: Vec<u32>,
 }
 
@@ -154,32 +165,81 @@ impl Engine {
         self.rules.is_empty()
     }
 
-    /// Counts delivered events at second `now`.
+    /// Counts delivered events at second `now`: each rule's groups are tallied first (a round
+    /// has few distinct groups), then added to the windows under the rule's lock, one label each,
+    /// in order of first appearance (so that the cap keeps the groups it would keep counting
+    /// record by record).
     pub fn observe<'e, 'a: 'e>(&self, now: u64, events: impl IntoIterator<Item = &'e Event<'a>>) {
         let events: Vec<&Event<'_>> = events.into_iter().collect();
         let mut label = String::new();
         for rule in &self.rules {
             let c = &rule.config;
-            let mut groups = rule
-                .groups
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut tally: Vec<RoundCounts<'_>> = Vec::new();
+            // Values are the senders': hashed with this process's seed.
+            let mut index: HashMap<Cow<'_, str>, usize, bitacora_core::hash::Seeded> =
+                HashMap::with_hasher(bitacora_core::hash::Seeded::random());
             for e in &events {
                 if !matcher::matches(&c.matches, e) {
                     continue;
                 }
-                // The group's label, written into one buffer per round: a String is made
-                // only for a new group.
+                let value = match &c.group_by {
+                    Some(f) => matcher::field(e, f).unwrap_or(Cow::Borrowed("(none)")),
+                    None => Cow::Borrowed(""),
+                };
+                let i = match index.get(&value) {
+                    Some(&i) => i,
+                    None => {
+                        tally.push(RoundCounts {
+                            value: value.clone(),
+                            events: 0,
+                            hits: 0,
+                            latency: Vec::new(),
+                        });
+                        index.insert(value, tally.len() - 1);
+                        tally.len() - 1
+                    }
+                };
+                let t = &mut tally[i];
+                t.events += 1;
+                let hit = match c.kind {
+                    AlertKind::ErrorRate => match &c.errors {
+                        Some(m) => matcher::matches(m, e),
+                        None => crate::live::is_error(e),
+                    },
+                    _ => true,
+                };
+                t.hits += u64::from(hit);
+                if c.kind == AlertKind::LatencyP95
+                    && let Some(ms) = e.latency_ms
+                {
+                    if t.latency.is_empty() {
+                        t.latency = vec![0; LATENCY_MS.len() + 1];
+                    }
+                    let i = LATENCY_MS
+                        .iter()
+                        .position(|bound| ms as f64 <= *bound)
+                        .unwrap_or(LATENCY_MS.len());
+                    t.latency[i] += 1;
+                }
+            }
+            if tally.is_empty() {
+                continue;
+            }
+            let slots = c.window_secs.div_ceil(rule.step) as usize;
+            let start = now - now % rule.step;
+            let mut groups = rule
+                .groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for t in tally {
                 label.clear();
                 if let Some(f) = &c.group_by {
-                    let v = matcher::field(e, f);
-                    let _ = write!(label, "{f}={}", v.as_deref().unwrap_or("(none)"));
+                    let _ = write!(label, "{f}={}", t.value);
                     if !groups.contains_key(&label) && groups.len() >= MAX_LABELS {
                         label.clear();
                         let _ = write!(label, "{f}={OTHER}");
                     }
                 }
-                let slots = c.window_secs.div_ceil(rule.step) as usize;
                 if !groups.contains_key(&label) {
                     groups.insert(
                         label.clone(),
@@ -192,9 +252,10 @@ impl Engine {
                         },
                     );
                 }
-                let g = groups.get_mut(&label).expect("inserted above");
+                let Some(g) = groups.get_mut(&label) else {
+                    continue;
+                };
                 g.last_seen = Some(now);
-                let start = now - now % rule.step;
                 let b = &mut g.buckets[((now / rule.step) % slots as u64) as usize];
                 if b.start != start || b.events == 0 {
                     *b = Bucket {
@@ -202,28 +263,15 @@ impl Engine {
                         ..Default::default()
                     };
                 }
-                b.events += 1;
-                let hit = match c.kind {
-                    AlertKind::ErrorRate => match &c.errors {
-                        Some(m) => matcher::matches(m, e),
-                        None => crate::live::is_error(e),
-                    },
-                    _ => true,
-                };
-                if hit {
-                    b.hits += 1;
-                }
-                if c.kind == AlertKind::LatencyP95
-                    && let Some(ms) = e.latency_ms
-                {
+                b.events += t.events;
+                b.hits += t.hits;
+                if !t.latency.is_empty() {
                     if b.latency.is_empty() {
                         b.latency = vec![0; LATENCY_MS.len() + 1];
                     }
-                    let i = LATENCY_MS
-                        .iter()
-                        .position(|bound| ms as f64 <= *bound)
-                        .unwrap_or(LATENCY_MS.len());
-                    b.latency[i] += 1;
+                    for (into, n) in b.latency.iter_mut().zip(&t.latency) {
+                        *into += n;
+                    }
                 }
             }
         }

@@ -17,9 +17,9 @@
 //!
 //! Either way a key lives at least `ttl_secs` after its claim (a window's hash: after its latest
 //! claim). Committing the round is one `SET` of its status to `=` for the TTL, releasing it one
-//! `DEL`, renewing it one `PEXPIRE`. A key held by another owner is a duplicate if that owner committed, in flight while it
-//! delivers, and taken over (a compare-and-set script) once its status is gone (released, or its
-//! holder died and the status expired). Keys of records stamped on arrival written `=` by
+//! `DEL`, renewing it one `PEXPIRE`. A key held by another owner is a duplicate if that owner
+//! committed, in flight while it delivers, and taken over (a compare-and-set script) once its
+//! status is gone (released, or its holder died and the status expired). Keys of records stamped on arrival written `=` by
 //! earlier versions (one `SET` per record at commit) still read as seen.
 //!
 //! The connection manager reconnects behind a dropped connection and hands the error to the
@@ -44,12 +44,14 @@ const TAKEOVER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call
 /// Claims fields of a window's hash (`KEYS[1]`) for the owner `ARGV[1]`, with the hash's
 /// expiry `ARGV[2]` ms in the same step; answers the fields that were taken, as pairs of their
 /// place among the fields (from 1) and their holder — the others were free and are now the
-/// owner's. Two commands whatever the number of fields (per field, about what one `HSETNX`
-/// costs Redis), and one short answer to read instead of one per field. A new
+/// owner's. One `HMGET` and one `HSET` whatever the number of fields (plus the two `PEXPIRE`s;
+/// per field, about what one `HSETNX` costs Redis), and one short answer to read instead of one
+/// per field. A new
 /// hash is never left without an expiry; an older one is extended, never shortened (`GT`: by an
 /// instance with a shorter window).
 const CLAIM: &str = "local h = redis.call('HMGET', KEYS[1], unpack(ARGV, 3)) local s, t = {}, {} for i = 1, #h do if h[i] then t[#t + 1] = i t[#t + 1] = h[i] else s[#s + 1] = ARGV[i + 2] s[#s + 1] = ARGV[1] end end if #s > 0 then redis.call('HSET', KEYS[1], unpack(s)) end redis.call('PEXPIRE', KEYS[1], ARGV[2], 'NX') redis.call('PEXPIRE', KEYS[1], ARGV[2], 'GT') return t";
-/// The most fields one [`CLAIM`] call takes (Lua's `unpack` is bounded by its C stack, 8,000).
+/// The most fields one [`CLAIM`] call takes: Redis's Lua `unpack`s at most ~8,000 values, and
+/// the `HSET` takes two a field (3,999 fields at most).
 const CLAIM_FIELDS: usize = 1_000;
 /// The same as [`TAKEOVER`] for a field of a window's hash.
 const TAKEOVER_FIELD: &str = "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1 else return 0 end";
@@ -333,7 +335,11 @@ impl DedupStore for RedisDedup {
                     {
                         previous[chunk[n as usize - 1]] = Some(holder);
                     }
-                    (other, _) => return Err(unexpected(&other)),
+                    (place, holder) => {
+                        return Err(unexpected(&redis::Value::Array(
+                            [Some(place), holder].into_iter().flatten().collect(),
+                        )));
+                    }
                 }
             }
         }

@@ -208,8 +208,11 @@ impl HttpSource {
         let received = now_ms();
         // One UTF-8 check of the whole body (the usual case); line by line, with
         // replacement characters, only for a body that is not valid UTF-8.
-        // Sized by the body's lines at once (a record is a few hundred bytes to move).
-        let mut records = Vec::with_capacity(memchr::memchr_iter(b'\n', &text).count() + 1);
+        // Sized by the body's lines at once (a record is a few hundred bytes to move), at most
+        // one more than a batch may hold (a body of blank lines reserves nothing much).
+        let lines = memchr::memchr_iter(b'\n', &text).count() + 1;
+        let mut records =
+            Vec::with_capacity(lines.min(self.queue_records.saturating_add(1) as usize));
         match std::str::from_utf8(&text) {
             Ok(text) => records.extend(
                 line_ranges(text.as_bytes())
